@@ -1,0 +1,64 @@
+"""Datasets: 2D toys, analytic mixtures, user files (and image sets, registered in IMAGES).
+
+`load(name, n, seed)` returns (n, 2) points in the dataset's own coordinates, or
+(n, C, H, W) images scaled to [-1, 1]. `name` may also be the path of a user file.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .mixture import GaussianMixture
+from .toys import GENERATORS, MIXTURES, gmm
+
+# Image datasets register themselves here: name -> fn(n, generator) -> (n, C, H, W).
+IMAGES: dict = {}
+
+__all__ = ["GaussianMixture", "names", "load", "mixture", "is_image", "is_file", "gmm", "IMAGES"]
+
+
+def _register_images():
+    try:  # image datasets live in their own module; optional at import time
+        from . import images  # noqa: F401
+    except ImportError:
+        pass
+
+
+def names() -> list[str]:
+    _register_images()
+    return list(GENERATORS) + list(MIXTURES) + list(IMAGES)
+
+
+def is_file(name: str) -> bool:
+    return os.sep in str(name) or os.path.splitext(str(name))[1] != "" and os.path.exists(str(name))
+
+
+def is_image(name: str) -> bool:
+    _register_images()
+    return name in IMAGES
+
+
+def mixture(name: str) -> GaussianMixture | None:
+    """The analytic GaussianMixture behind a dataset, or None if it has none."""
+    f = MIXTURES.get(name)
+    return f() if f else None
+
+
+def load(name: str, n: int, seed: int = 0) -> torch.Tensor:
+    """n points (n, 2) or images (n, C, H, W) of dataset `name` (or a user file path)."""
+    g = torch.Generator().manual_seed(int(seed))
+    if name in GENERATORS:
+        return GENERATORS[name](n, g)
+    if name in MIXTURES:
+        return MIXTURES[name]().sample(n, g)
+    _register_images()
+    if name in IMAGES:
+        return IMAGES[name](n, g)
+    if is_file(name):
+        from .files import load_points_file
+        x = load_points_file(name)
+        if n and n < len(x):  # a user file is used whole unless asked for fewer points
+            x = x[torch.randperm(len(x), generator=g)[:n]]
+        return x
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(names())}, or a file path")

@@ -1,0 +1,27 @@
+"""Family registry. Adding a family = one file in this folder + one line here."""
+from __future__ import annotations
+
+import importlib
+
+from .base import Family
+
+# registry key -> "module:Class" (imported on first use so `list` stays fast)
+REGISTRY = {
+    "ddpm": "ddpm:DDPM",
+    "dsm": "dsm:DSM",
+    "score_matching": "score_matching:ScoreMatching",
+    "ncsn": "ncsn:NCSN",
+    "score_sde": "score_sde:ScoreSDE",
+    "exact": "exact:ExactScore",
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str) -> type[Family]:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown family {name!r}; choose one of {', '.join(REGISTRY)}")
+    mod, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), cls)

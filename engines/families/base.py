@@ -1,0 +1,118 @@
+"""The Family protocol: what every model family implements, and shared defaults.
+
+A family works in normalized coordinates (the Run maps data in and samples out). It owns
+`self.net` (every trained module, so `state_dict` covers them) and may be given an EMA copy
+as `self.ema_net` by the Run; sampling and views read `self.model` (the EMA when present).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import build
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+class Family:
+    name: str = ""
+    title: str = ""                      # human name for pickers
+    summary: str = ""                    # one line for the app's info box
+    capabilities: frozenset = frozenset()  # score, energy, density, likelihood, latent, discriminator,
+                                         # noise_levels, images, analytic
+    Config = NoOptions
+    samplers: dict = {}                  # sampler name -> options dataclass
+    default_sampler: str = ""
+    level: dict | None = None            # field slider: dict(kind="sigma"|"t", lo, hi, log, default)
+    trainable: bool = True
+
+    def __init__(self, cfg, data_shape: tuple, device, context: dict | None = None):
+        self.cfg = cfg
+        self.data_shape = tuple(data_shape)
+        self.device = torch.device(device)
+        self.context = context or {}     # e.g. the analytic mixture in normalized coordinates
+        self.net: nn.Module = nn.Module()
+        self.ema_net: nn.Module | None = None
+
+    # ---------------------------------------------------------------- training
+    @property
+    def model(self) -> nn.Module:
+        return self.ema_net if self.ema_net is not None else self.net
+
+    def loss(self, batch: torch.Tensor, generator=None) -> tuple[torch.Tensor, dict]:
+        """Scalar loss and its named terms (floats or 0-d tensors) for one batch (B, *data_shape)."""
+        raise NotImplementedError
+
+    def optimizers(self, make) -> list:
+        """`make(params)` builds one optimizer from the run's settings; GANs make two."""
+        return [make(self.net.parameters())]
+
+    def train_step(self, batch, optimizers, clip: float, generator=None) -> dict:
+        """One optimization step; returns the loss terms (tensors, detached). NaN-safe: a
+        non-finite loss skips the update and is reported by the Run."""
+        (opt,) = optimizers
+        loss, terms = self.loss(batch, generator)
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return dict(loss=loss.detach(), **terms)
+        loss.backward()
+        if clip > 0:
+            nn.utils.clip_grad_norm_(self.net.parameters(), clip, foreach=True)
+        opt.step()
+        return dict(loss=loss.detach(), **terms)
+
+    # ---------------------------------------------------------------- sampling & views
+    def sampler_options(self, sampler: str | None, options: dict | None):
+        name = sampler or self.default_sampler
+        if name not in self.samplers:
+            raise ValueError(f"{self.name} has no sampler {name!r}; choose one of {', '.join(self.samplers)}")
+        return name, build(self.samplers[name], options or {})
+
+    def sample(self, n: int, sampler: str | None = None, options: dict | None = None,
+               generator=None, callback=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def field(self, grid: torch.Tensor, level: float | None = None) -> dict:
+        """Views on a grid (G, D) of normalized points: any of score (G, D), energy (G,),
+        log_density (G,), discriminator (G,). Numpy arrays."""
+        return {}
+
+    def views(self, request: dict | None = None) -> dict:
+        """Family-specific pictures for the app's extra panels, name -> dict(kind=..., title=...):
+          scatter:   x (N, 2), optional color (N,) floats            (e.g. a VAE's latent codes)
+          polylines: lines, a list of (M, 2) arrays                   (a warped grid, flow layers)
+          ellipses:  centers (K, 2), covs (K, 2, 2), weights (K,)    (mixture components)
+          images:    images (N, C, H, W) in [-1, 1], optional nrow   (filters, image samples)
+          heatmap:   xs (R,), ys (R,), z (R, R)                       (a conditional density)
+          curves:    curves {name: (x, y)}                            (anything over an axis)
+          arrows:    x (N, 2), v (N, 2)                               (gradients on fake samples)
+        Add space="data" when the coordinates are normalized data coordinates: the Run maps
+        them to the dataset's own coordinates. Arrays are numpy. `request` may carry n, level."""
+        return {}
+
+    def schedule(self) -> dict:
+        """Curves for the schedule panel: {name: (x array, y array)}, plus 'x_label'."""
+        return {}
+
+    def sampler_levels(self, sampler: str | None, options) -> np.ndarray | None:
+        """The noise levels a sampler walks through (for the schedule marker), if any."""
+        return None
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} has no tractable likelihood")
+
+    def state_dict(self):
+        return self.net.state_dict()
+
+    def load_state_dict(self, sd):
+        self.net.load_state_dict(sd)
+
+    def extra_state(self) -> dict:
+        """Tensors beyond the net worth saving (buffers like a replay buffer)."""
+        return {}

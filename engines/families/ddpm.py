@@ -1,0 +1,121 @@
+"""DDPM (Ho et al. 2020): predict the noise of x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps,
+sample ancestrally (Algorithm 2) or with DDIM(eta) from the same trained model."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import samplers as S
+from .. import schedules as sch
+from ..config import ConfigError, opt
+from ..nets import ConditionalMLP
+from .base import Family
+from .options import DDIMOptions, DDPMOptions
+
+
+@dataclass
+class DDPMConfig:
+    T: int = opt(100, "number of diffusion steps T", "q(x_t|x_0) = N(sqrt(abar_t) x_0, (1-abar_t) I)", lo=2, hi=5000)
+    schedule: str = opt("cosine", "beta schedule", "abar_t = prod (1 - beta_s); cosine: Nichol & Dhariwal eq. 17",
+                        choices=sch.BETA_KINDS)
+    beta_start: float = opt(1e-4, "beta_1 (linear-type schedules)", lo=1e-8, hi=0.5, log=True)
+    beta_end: float = opt(0.02, "beta_T (linear-type schedules); scaled by 1000/T when scale_betas",
+                          lo=1e-6, hi=0.999, log=True)
+    scale_betas: bool = opt(True, "scale beta_start/end by 1000/T so abar_T stays tiny for small T",
+                            "beta -> beta * 1000 / T")
+    prediction: str = opt("eps", "what the network predicts", "eps: ||eps - eps_theta||^2 (DDPM eq. 14); x0; v = a eps - s x0",
+                          choices=("eps", "x0", "v"))
+    hidden: int = opt(128, "hidden width of the MLP", lo=4, hi=4096)
+    depth: int = opt(3, "hidden layers of the MLP", lo=1, hi=16)
+    embedding: str = opt("sinusoidal", "time embedding", choices=("sinusoidal", "fourier"))
+
+    def validate(self):
+        if self.schedule in ("linear", "scaled_linear", "quadratic", "sigmoid") and self.beta_start >= self.beta_end:
+            raise ConfigError(f"beta_start ({self.beta_start}) must be below beta_end ({self.beta_end})")
+
+
+class DDPM(Family):
+    name = "ddpm"
+    title = "DDPM / DDIM"
+    summary = "Denoising diffusion: learn to predict the noise added at step t, then denoise step by step."
+    capabilities = frozenset({"score", "noise_levels", "schedule"})
+    Config = DDPMConfig
+    samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions}
+    default_sampler = "ddpm"
+
+    def __init__(self, cfg, data_shape, device, context=None):
+        super().__init__(cfg, data_shape, device, context)
+        scale = 1000.0 / cfg.T if cfg.scale_betas else 1.0
+        b = sch.betas(cfg.schedule, cfg.T, cfg.beta_start * scale, min(cfg.beta_end * scale, 0.999))
+        self.betas = b                                          # (T,) float64
+        self.abar = sch.alphas_cumprod(b)                       # (T,) float64
+        self._sqrt_abar = self.abar.sqrt().float().to(self.device)
+        self._sqrt_1m = (1 - self.abar).sqrt().float().to(self.device)
+        self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=max(cfg.T // 10, 1), integer=True)
+        self.net = self.make_net(cfg).to(self.device)
+
+    def make_net(self, cfg):
+        return ConditionalMLP(self.data_shape[0], cfg.hidden, cfg.depth, cfg.embedding)
+
+    def _c(self, t_int):  # integer steps -> net conditioning in [0, 1)
+        return t_int.float() / self.cfg.T
+
+    def loss(self, x0, generator=None):
+        B = x0.shape[0]
+        t = torch.randint(0, self.cfg.T, (B,), device=x0.device, generator=generator)
+        eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+        a = sch.append_dims(self._sqrt_abar[t], x0.ndim)
+        s = sch.append_dims(self._sqrt_1m[t], x0.ndim)
+        xt = a * x0 + s * eps
+        out = self.net(xt, self._c(t))
+        target = {"eps": eps, "x0": x0, "v": a * eps - s * x0}[self.cfg.prediction]
+        loss = ((out - target) ** 2).mean()
+        return loss, {}
+
+    def eps_fn(self, net=None):
+        """eps_theta(x_t, t) whatever the parametrization (v: eps = a v + s x_t)."""
+        net = net or self.model
+        p = self.cfg.prediction
+
+        def f(x, t):
+            out = net(x, self._c(t))
+            if p == "eps":
+                return out
+            a = sch.append_dims(self._sqrt_abar[t], x.ndim)
+            s = sch.append_dims(self._sqrt_1m[t], x.ndim)
+            if p == "x0":
+                return (x - a * out) / s
+            return a * out + s * x
+        return f
+
+    def sample(self, n, sampler=None, options=None, generator=None, callback=None):
+        name, o = self.sampler_options(sampler, options)
+        x = torch.randn((n,) + self.data_shape, generator=generator, device=self.device)
+        clip = o.clip_x0 or None
+        if name == "ddpm":
+            return S.ddpm(self.eps_fn(), x, self.betas, o.variance, clip, generator, callback)
+        ts = S.ddim_timesteps(self.cfg.T, o.steps)
+        return S.ddim(self.eps_fn(), x, self.abar, ts, o.eta, clip, 1.0, generator, callback)
+
+    @torch.no_grad()
+    def field(self, grid, level=None):
+        t = int(self.level["default"] if level is None else round(level))
+        t = min(max(t, 0), self.cfg.T - 1)
+        t_in = torch.full((grid.shape[0],), t, device=grid.device, dtype=torch.long)
+        eps = self.eps_fn()(grid, t_in)
+        return dict(score=(-eps / math.sqrt(1 - float(self.abar[t]))).cpu().numpy())
+
+    def level_alpha_sigma(self, level):
+        t = int(self.level["default"] if level is None else round(level))
+        a = float(self.abar[min(max(t, 0), self.cfg.T - 1)])
+        return math.sqrt(a), math.sqrt(1 - a)
+
+    def schedule(self):
+        t = torch.arange(1, self.cfg.T + 1).numpy()
+        return dict(x_label="step t", beta=(t, self.betas.numpy()), alpha_bar=(t, self.abar.numpy()),
+                    log_snr=(t, sch.log_snr(self.abar).numpy()))
+
+    def sampler_levels(self, sampler, options):
+        return None

@@ -1,0 +1,101 @@
+"""Small networks: a time/sigma-conditioned MLP and a scalar energy MLP.
+
+Conditioning is one float per sample, `c` (B,): families feed t / T, t in [0, 1] or
+log(sigma) / 4, so the same net serves DDPM, NCSN and the SDEs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer-style features [sin(w_k c), cos(w_k c)], w_k log-spaced in [1, 1000] (DDPM)."""
+
+    def __init__(self, dim: int, max_freq: float = 1000.0):
+        super().__init__()
+        half = dim // 2
+        self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(max_freq), half)))
+
+    def forward(self, c):  # (B,) -> (B, dim)
+        a = c[:, None] * self.freqs[None, :]
+        return torch.cat([a.sin(), a.cos()], dim=1)
+
+
+class FourierEmbedding(nn.Module):
+    """Random Fourier features [sin(2 pi W c), cos(2 pi W c)], W ~ N(0, scale^2), fixed
+    (Tancik et al. 2020; the Gaussian Fourier projection of Song et al. 2021)."""
+
+    def __init__(self, dim: int, scale: float = 16.0):
+        super().__init__()
+        self.register_buffer("W", torch.randn(dim // 2) * scale)
+
+    def forward(self, c):
+        a = 2 * math.pi * c[:, None] * self.W[None, :]
+        return torch.cat([a.sin(), a.cos()], dim=1)
+
+
+def mlp(d_in: int, d_out: int, hidden: int, depth: int, act: str = "silu") -> nn.Sequential:
+    """depth hidden layers of width `hidden`: (B, d_in) -> (B, d_out)."""
+    Act = ACTIVATIONS[act]
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), Act()]
+        d = hidden
+    layers.append(nn.Linear(d, d_out))
+    return nn.Sequential(*layers)
+
+
+class ConditionalMLP(nn.Module):
+    """f(x, c): concatenates x (B, D) with an embedding of c (B,) and runs an MLP -> (B, D).
+
+    The output is read by the family as epsilon, x0, v or a score; see `as_score`.
+    """
+
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, embedding: str = "sinusoidal",
+                 emb_dim: int = 32, act: str = "silu"):
+        super().__init__()
+        if embedding == "sinusoidal":
+            self.embed = SinusoidalEmbedding(emb_dim)
+        elif embedding == "fourier":
+            self.embed = FourierEmbedding(emb_dim)
+        else:
+            raise ValueError(f"unknown embedding {embedding!r}; choose sinusoidal or fourier")
+        self.net = mlp(dim + emb_dim, dim, hidden, depth, act)
+
+    def forward(self, x, c):  # x (B, D), c (B,) -> (B, D)
+        return self.net(torch.cat([x, self.embed(c)], dim=1))
+
+
+class EnergyMLP(nn.Module):
+    """Scalar energy E(x) (or E(x, c) when conditional): (B, D) -> (B,).
+
+    Its score is -grad_x E, taken by autograd (`energy_score`).
+    """
+
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "softplus",
+                 conditional: bool = False, emb_dim: int = 32):
+        super().__init__()
+        self.embed = SinusoidalEmbedding(emb_dim) if conditional else None
+        self.net = mlp(dim + (emb_dim if conditional else 0), 1, hidden, depth, act)
+
+    def forward(self, x, c=None):
+        h = x if self.embed is None else torch.cat([x, self.embed(c)], dim=1)
+        return self.net(h).squeeze(1)
+
+
+def energy_score(energy: nn.Module, x, c=None, create_graph: bool = False):
+    """s(x) = -grad_x E(x): (B, D). create_graph=True when the score enters a training loss."""
+    with torch.enable_grad():
+        x = x if x.requires_grad else x.detach().requires_grad_(True)
+        e = energy(x, c) if c is not None else energy(x)
+        (g,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    return -g
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,205 @@
+"""Samplers: pure functions `sampler(model_fn, x, ..., generator=None, callback=None) -> x`.
+
+Each calls `callback(dict(i=, x=, t=, sigma=, denoised=))` once per step (k-diffusion style)
+so the app can animate particles; the CLI passes no callback. Shapes are never assumed:
+x is (N, D) points or (N, C, H, W) images; per-sample scalars go through `append_dims`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .schedules import SDE, VESDE, VPSDE, alphas_cumprod, append_dims, posterior_variance
+
+
+def _noise(x, generator):
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _full(x, value):
+    return torch.full((x.shape[0],), float(value), device=x.device, dtype=x.dtype)
+
+
+def _emit(callback, **kw):
+    if callback is not None:
+        callback(kw)
+
+
+@torch.no_grad()
+def langevin(score_fn, x, step_size, n_steps, generator=None, callback=None):
+    """Unadjusted Langevin dynamics: x <- x + (eps/2) score(x) + sqrt(eps) z (course notes;
+    Welling & Teh 2011). Samples p exactly only as eps -> 0 and n_steps -> inf."""
+    for i in range(n_steps):
+        x = x + 0.5 * step_size * score_fn(x) + math.sqrt(step_size) * _noise(x, generator)
+        _emit(callback, i=i, x=x, t=None, sigma=0.0, denoised=None)
+    return x
+
+
+@torch.no_grad()
+def annealed_langevin(score_fn, x, sigmas, eps, steps_per_level, generator=None, callback=None,
+                      denoise_final=False):
+    """Annealed Langevin dynamics, Algorithm 1 of Song & Ermon 2019: for each sigma_i (descending)
+    run T steps with alpha_i = eps sigma_i^2 / sigma_L^2:  x <- x + alpha_i/2 s(x, sigma_i) + sqrt(alpha_i) z.
+    denoise_final adds one Tweedie step x + sigma_L^2 s(x, sigma_L) (Jolicoeur-Martineau et al. 2021)."""
+    sigmas = [float(s) for s in sigmas]
+    sigma_L = sigmas[-1]
+    i = 0
+    for s in sigmas:
+        alpha = eps * s ** 2 / sigma_L ** 2
+        sig = _full(x, s)
+        for _ in range(steps_per_level):
+            score = score_fn(x, sig)
+            x = x + 0.5 * alpha * score + math.sqrt(alpha) * _noise(x, generator)
+            _emit(callback, i=i, x=x, t=None, sigma=s, denoised=None)
+            i += 1
+    if denoise_final:
+        x = x + sigma_L ** 2 * score_fn(x, _full(x, sigma_L))
+        _emit(callback, i=i, x=x, t=None, sigma=0.0, denoised=x)
+    return x
+
+
+def _x0_from_eps(x, eps, abar_t):
+    return (x - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)
+
+
+@torch.no_grad()
+def ddpm(eps_fn, x, betas, variance="beta_tilde", clip_x0=None, generator=None, callback=None):
+    """Ancestral sampling, Algorithm 2 of Ho et al. 2020, written through the x0 prediction:
+    mu_t = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t)(1 - abar_{t-1}) / (1 - abar_t) x_t
+    (eq. 7), x_{t-1} = mu_t + sigma_t z with sigma_t^2 = beta_t or beta-tilde_t. Integer t runs
+    T-1 .. 0 (0-based); eps_fn(x, t_int_tensor) predicts the noise."""
+    betas = torch.as_tensor(betas, dtype=torch.float64)
+    abar = alphas_cumprod(betas).tolist()
+    b = betas.tolist()
+    var = (posterior_variance(betas) if variance == "beta_tilde" else betas).tolist()
+    T = len(b)
+    for t in range(T - 1, -1, -1):
+        t_in = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = eps_fn(x, t_in)
+        x0 = _x0_from_eps(x, eps, abar[t])
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+        a_prev = abar[t - 1] if t > 0 else 1.0
+        c0 = math.sqrt(a_prev) * b[t] / (1 - abar[t])
+        ct = math.sqrt(1 - b[t]) * (1 - a_prev) / (1 - abar[t])
+        x = c0 * x0 + ct * x
+        if t > 0:
+            x = x + math.sqrt(var[t]) * _noise(x, generator)
+        _emit(callback, i=T - 1 - t, x=x, t=t, sigma=math.sqrt((1 - abar[t]) / abar[t]), denoised=x0)
+    return x
+
+
+@torch.no_grad()
+def ddim(eps_fn, x, alphas_cumprod, timesteps, eta=0.0, clip_x0=None, final_alpha_cumprod=1.0,
+         generator=None, callback=None):
+    """DDIM, Song, Meng & Ermon 2021 eq. 12: x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) eps + s z,
+    s = eta sqrt((1 - a_prev)/(1 - a_t)) sqrt(1 - a_t/a_prev). eta=0 is deterministic, eta=1 is
+    DDPM-like. `timesteps` are descending ints; after the last one a_prev = final_alpha_cumprod."""
+    abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).tolist()
+    ts = [int(t) for t in timesteps]
+    for i, t in enumerate(ts):
+        a_t = abar[t]
+        a_prev = abar[ts[i + 1]] if i + 1 < len(ts) else float(final_alpha_cumprod)
+        t_in = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        eps = eps_fn(x, t_in)
+        x0 = _x0_from_eps(x, eps, a_t)
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+        s = eta * math.sqrt(max((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev), 0.0))
+        x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - s ** 2, 0.0)) * eps
+        if s > 0:
+            x = x + s * _noise(x, generator)
+        _emit(callback, i=i, x=x, t=t, sigma=math.sqrt((1 - a_t) / a_t), denoised=x0)
+    return x
+
+
+def ddim_timesteps(T: int, n_steps: int) -> list[int]:
+    """n_steps evenly spaced descending integer timesteps in [0, T-1] ("trailing" spacing)."""
+    n_steps = max(1, min(n_steps, T))
+    return sorted({int(round(v)) for v in torch.linspace(T - 1, 0, n_steps).tolist()}, reverse=True)
+
+
+# ----------------------------------------------------------------------------- score SDE samplers
+
+
+def _discretize(sde: SDE, x, t, dt):
+    """One forward step x_{i+1} = x_i + f_i + G_i z (Song et al. 2021, appendix E): the SMLD
+    chain for VE, the DDPM chain for VP, Euler–Maruyama otherwise. Returns (f, G)."""
+    if isinstance(sde, VESDE):
+        sig, adj = sde.sigma(t), sde.sigma(torch.clamp(t - dt, min=0.0))
+        adj = torch.where(t - dt <= 0, torch.zeros_like(adj), adj)
+        return torch.zeros_like(x), torch.sqrt((sig ** 2 - adj ** 2).clamp(min=0))
+    if type(sde) is VPSDE:
+        beta = sde.beta(t) * dt
+        return append_dims(torch.sqrt(1 - beta) - 1, x.ndim) * x, torch.sqrt(beta)
+    drift, g = sde.sde(x, t)
+    return drift * dt, g * math.sqrt(dt)
+
+
+@torch.no_grad()
+def reverse_sde(score_fn, x, sde, n_steps, predictor="euler_maruyama", corrector=None, snr=0.16,
+                n_corrector_steps=1, eps=1e-3, generator=None, callback=None):
+    """Predictor–corrector sampling, Algorithms 1–3 of Song et al. 2021, on t from T to eps.
+
+    predictor: "euler_maruyama" (x <- x - [f - g^2 s] dt + g sqrt(dt) z), "reverse_diffusion"
+    (x <- x - f + G^2 s + G z on the discretized chain) or None (corrector only).
+    corrector: "langevin" with step 2 alpha (snr ||z|| / ||s||)^2, or None. The last step is
+    taken without noise (Tweedie-style noise removal as in the reference implementation)."""
+    ts = torch.linspace(sde.T, eps, n_steps, device=x.device, dtype=x.dtype)
+    dt = (sde.T - eps) / n_steps
+    for i in range(n_steps):
+        t = torch.full((x.shape[0],), float(ts[i]), device=x.device, dtype=x.dtype)
+        if corrector == "langevin":
+            for _ in range(n_corrector_steps):
+                grad = score_fn(x, t)
+                z = _noise(x, generator)
+                gn = grad.reshape(len(x), -1).norm(dim=1).mean()
+                zn = z.reshape(len(x), -1).norm(dim=1).mean()
+                step = 2 * (snr * zn / gn.clamp(min=1e-12)) ** 2
+                x = x + step * grad + torch.sqrt(2 * step) * z
+        elif corrector is not None:
+            raise ValueError(f"unknown corrector {corrector!r}; choose langevin or none")
+        last = i == n_steps - 1
+        if predictor == "euler_maruyama":
+            drift, g = sde.sde(x, t)
+            g2 = append_dims(g ** 2, x.ndim)
+            x_mean = x - (drift - g2 * score_fn(x, t)) * dt
+            x = x_mean if last else x_mean + append_dims(g, x.ndim) * math.sqrt(dt) * _noise(x, generator)
+        elif predictor == "reverse_diffusion":
+            f, G = _discretize(sde, x, t, dt)
+            G = append_dims(G, x.ndim)
+            x_mean = x - f + G ** 2 * score_fn(x, t)
+            x = x_mean if last else x_mean + G * _noise(x, generator)
+        elif predictor is not None:
+            raise ValueError(f"unknown predictor {predictor!r}; choose euler_maruyama, reverse_diffusion or none")
+        std = sde.marginal_std(t[:1])
+        _emit(callback, i=i, x=x, t=float(ts[i]), sigma=float(std), denoised=None)
+    return x
+
+
+def probability_flow(score_fn, x, sde, rtol=1e-5, atol=1e-5, eps=1e-3, method="dopri5",
+                     callback=None):
+    """Probability-flow ODE dx/dt = f(x, t) - g(t)^2 s(x, t) / 2 (Song et al. 2021, eq. 13), solved
+    from t=T to eps with torchdiffeq (adaptive dopri5 by default). The callback fires at each
+    function evaluation (i counts NFEs)."""
+    from torchdiffeq import odeint
+
+    rsde = sde.reverse(score_fn, probability_flow=True)
+    nfe = [0]
+    shape = x.shape
+
+    def f(t, y):
+        xt = y.reshape(shape)
+        tt = torch.full((shape[0],), float(t), device=y.device, dtype=y.dtype)
+        with torch.no_grad():
+            drift, _ = rsde.sde(xt, tt)
+        nfe[0] += 1
+        _emit(callback, i=nfe[0], x=xt, t=float(t), sigma=float(sde.marginal_std(tt[:1])), denoised=None)
+        return drift
+
+    ts = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
+    options = {"step_size": (sde.T - eps) / 100} if method in ("euler", "rk4", "midpoint") else None
+    out = odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=options)
+    return out[-1]
