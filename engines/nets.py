@@ -99,3 +99,13 @@ def energy_score(energy: nn.Module, x, c=None, create_graph: bool = False):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def conditional_net(data_shape: tuple, hidden: int = 128, depth: int = 3, embedding: str = "sinusoidal",
+                    emb_dim: int = 32) -> nn.Module:
+    """f(x, c) with the output shape of x: an MLP for points (D,), a conv U-Net for images (C, H, W)
+    (engines/image_nets.py; `hidden` sets its base channel count there)."""
+    if len(data_shape) == 1:
+        return ConditionalMLP(data_shape[0], hidden, depth, embedding, emb_dim)
+    from .image_nets import UNet
+    return UNet(tuple(data_shape), base=min(hidden, 64), embedding=embedding)

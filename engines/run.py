@@ -107,6 +107,7 @@ class Run:
         self._train_time = 0.0
         self._rate = 0.0
         self._iid = None
+        self._ema_pairs = None
 
     # ------------------------------------------------------------------ coordinates
     def to_norm(self, x):
@@ -147,9 +148,10 @@ class Run:
     def _update_ema(self):
         d = min(self.cfg.train.ema, (1 + self.step) / (10 + self.step))
         ema = self.family.ema_net
-        torch._foreach_lerp_(list(ema.parameters()), list(self.family.net.parameters()), 1 - d)
-        for be, b in zip(ema.buffers(), self.family.net.buffers()):
-            be.copy_(b)
+        # buffers (embedding frequencies) are constants, copied once by deepcopy
+        if self._ema_pairs is None:
+            self._ema_pairs = (list(ema.parameters()), list(self.family.net.parameters()))
+        torch._foreach_lerp_(*self._ema_pairs, 1 - d)
 
     def train(self, n_steps: int = 1) -> int:
         """Do up to n_steps optimization steps; returns how many were done (fewer if it diverged)."""
@@ -158,10 +160,13 @@ class Run:
         tc, fam = self.cfg.train, self.family
         N, done = self.train_data.shape[0], 0
         t0 = time.perf_counter()
+        batch = min(tc.batch, N) if self.is_image else tc.batch
+        warm_until = tc.warmup + 1
+        history, ema = self.history, fam.ema_net is not None
         for _ in range(n_steps):
-            self._apply_warmup()
-            idx = torch.randint(0, N, (min(tc.batch, N) if self.is_image else tc.batch,),
-                                generator=self.generator, device=self.device)
+            if self.step <= warm_until:
+                self._apply_warmup()
+            idx = torch.randint(0, N, (batch,), generator=self.generator, device=self.device)
             terms = fam.train_step(self.train_data[idx], self.optimizers, tc.grad_clip, self.generator)
             loss = float(terms["loss"])  # cheap on CPU; a sync point on GPU
             if not math.isfinite(loss):
@@ -170,11 +175,14 @@ class Run:
                 break
             self.step += 1
             done += 1
-            if fam.ema_net is not None:
+            if ema:
                 self._update_ema()
             self.history_steps.append(self.step)
             for k, v in terms.items():
-                self.history.setdefault(k, []).append(float(v))
+                h = history.get(k)
+                if h is None:
+                    h = history[k] = []
+                h.append(loss if k == "loss" else float(v))
         dt = time.perf_counter() - t0
         self._train_time += dt
         if done and dt > 0:

@@ -13,7 +13,30 @@ REGISTRY = {
     "ncsn": "ncsn:NCSN",
     "score_sde": "score_sde:ScoreSDE",
     "exact": "exact:ExactScore",
+    "vae": "vae:VAE",
+    "gan": "gan:GAN",
+    "wgan_gp": "gan:WGANGP",
+    "planar_flow": "flows:PlanarFlow",
+    "realnvp": "flows:RealNVP",
+    "maf": "flows:MAF",
+    "ebm": "ebm:EBM",
+    "autoregressive": "autoregressive:Autoregressive",
+    "rbm": "rbm:RBM",
+    "discrete_diffusion": "discrete_diffusion:DiscreteDiffusion",
+    "gmm_em": "gmm_em:GMMEM",
 }
+
+
+def available() -> list[str]:
+    """Families whose module imports (the registry may name ones still being written)."""
+    out = []
+    for n in REGISTRY:
+        try:
+            get(n)
+            out.append(n)
+        except (ImportError, AttributeError):
+            pass
+    return out
 
 
 def names() -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
-from ..nets import ConditionalMLP
+from ..nets import conditional_net
 from .base import Family
 from .options import DDIMOptions, DDPMOptions
 
@@ -57,7 +57,7 @@ class DDPM(Family):
         self.net = self.make_net(cfg).to(self.device)
 
     def make_net(self, cfg):
-        return ConditionalMLP(self.data_shape[0], cfg.hidden, cfg.depth, cfg.embedding)
+        return conditional_net(self.data_shape, cfg.hidden, cfg.depth, cfg.embedding)
 
     def _c(self, t_int):  # integer steps -> net conditioning in [0, 1)
         return t_int.float() / self.cfg.T

@@ -32,7 +32,9 @@ class DDIMOptions:
     steps: int = opt(25, "number of DDIM steps (a sub-sequence of the T training steps)", lo=1, hi=100000)
     eta: float = opt(0.0, "stochasticity eta: 0 deterministic DDIM, 1 DDPM-like",
                      "sigma = eta sqrt((1-a_prev)/(1-a_t)) sqrt(1 - a_t/a_prev) (DDIM eq. 16)", lo=0.0, hi=1.0)
-    clip_x0: float = opt(0.0, "clip the predicted x0 to [-c, c] (0: off)", lo=0.0, hi=100.0)
+    clip_x0: float = opt(4.0, "clip the predicted x0 to [-c, c] in standardized units (0: off); big DDIM jumps "
+                         "from abar_T ~ 0 amplify the eps error by 1/sqrt(abar_T)",
+                         "x0 = (x_t - sqrt(1-abar_t) eps) / sqrt(abar_t)", lo=0.0, hi=100.0)
 
 
 @dataclass

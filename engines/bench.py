@@ -1,0 +1,184 @@
+"""`python main.py bench`: training and sampling throughput per family, beside a plain
+hand-written PyTorch loop of the same network and batch in the same process, sampler
+throughput in particle-steps/s, and DDPM time-to-quality on moons."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import torch
+
+from . import families, metrics
+from .config import RunConfig, TrainConfig, build
+from .run import Run
+
+IMAGE_FAMILIES = {"rbm"}  # trained on digits_binary in the bench; the rest on moons
+
+
+def _timeit(fn, min_seconds: float, min_iters: int = 3) -> float:
+    """Calls per second of fn() over at least min_seconds (after one warm-up call)."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - t0 < min_seconds:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def _dataset(name: str) -> str:
+    return "digits_binary" if name in IMAGE_FAMILIES else "moons"
+
+
+def plain_ddpm_loop(run: Run, batch: int):
+    """The DDPM recipe written by hand: same net, data, optimizer, clipping and EMA as the Run."""
+    fam, tc = run.family, run.cfg.train
+    net = fam.net
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = [p.detach().clone() for p in net.parameters()]
+    params = list(net.parameters())
+    sa, s1 = fam._sqrt_abar, fam._sqrt_1m
+    data, T = run.train_data, fam.cfg.T
+    g = torch.Generator().manual_seed(0)
+
+    def step():
+        x0 = data[torch.randint(0, len(data), (batch,), generator=g)]
+        t = torch.randint(0, T, (batch,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        xt = sa[t, None] * x0 + s1[t, None] * eps
+        loss = ((net(xt, t.float() / T) - eps) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tc.grad_clip, foreach=True)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, params, 1 - tc.ema)
+        float(loss.detach())
+    return step
+
+
+def plain_family_loop(run: Run, batch: int):
+    """A hand-written loop around the family's loss (for families whose maths has no shorter form)."""
+    fam, tc = run.family, run.cfg.train
+    opts = fam.optimizers(run._make_optimizer)
+    data = run.train_data
+    g = torch.Generator().manual_seed(0)
+
+    def step():
+        x = data[torch.randint(0, len(data), (batch,), generator=g)]
+        terms = fam.train_step(x, opts, tc.grad_clip, g)
+        float(terms["loss"])
+    return step
+
+
+def bench_family(name: str, seconds: float) -> dict:
+    row = dict(family=name)
+    for batch in (32, 1024):
+        cfg = RunConfig(dataset=_dataset(name), family=name, train=build(TrainConfig, dict(batch=batch, n_data=4000)))
+        run = Run(cfg)
+        if not run.family.trainable:
+            break
+        engine = _timeit(lambda: run.train(10), seconds) * 10
+        loop = (plain_ddpm_loop if name == "ddpm" else plain_family_loop)(Run(cfg), batch)
+        plain = _timeit(loop, seconds)
+        row[f"train_steps_per_s_b{batch}"] = engine
+        row[f"plain_steps_per_s_b{batch}"] = plain
+        row[f"ratio_b{batch}"] = engine / plain
+    cfg = RunConfig(dataset=_dataset(name), family=name, train=build(TrainConfig, dict(n_data=4000)))
+    run = Run(cfg)
+    for n in (32, 1024):
+        if run.family.samplers:
+            row[f"samples_per_s_n{n}"] = _timeit(lambda: run.sample(n), seconds / 2, 1) * n
+    return row
+
+
+def bench_samplers(name: str, seconds: float) -> list[dict]:
+    cfg = RunConfig(dataset=_dataset(name), family=name, train=build(TrainConfig, dict(n_data=4000)))
+    run = Run(cfg)
+    rows = []
+    for sampler in run.family.samplers:
+        steps = [0]
+
+        def cb(info):
+            steps[0] += 1
+        t0 = time.perf_counter()
+        run.sample(1024, sampler, {}, callback=cb)
+        dt = time.perf_counter() - t0
+        rows.append(dict(family=name, sampler=sampler, particles=1024, steps=steps[0], seconds=dt,
+                         particle_steps_per_s=1024 * steps[0] / dt if steps[0] else float("nan")))
+    return rows
+
+
+def time_to_quality(family: str = "ddpm", options: dict | None = None, train: dict | None = None,
+                    budget: float = 30.0, check_every: float = 0.5, target: float = 1.5) -> dict:
+    """Seconds of training until the energy distance of 4 x 2000 samples (averaged) is at most
+    `target` x the iid level. Sampling time is excluded from the training clock and reported."""
+    cfg = RunConfig(dataset="moons", family=family, options=options or {}, train=build(TrainConfig, train or {}))
+    run = Run(cfg)
+    iid = run.iid_level(2000, 4)
+    trained, sample_time, curve = 0.0, 0.0, []
+    while trained < budget:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < check_every:
+            run.train(25)
+        trained += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        eds = [run.evaluate(run.sample(2000, seed=100 + k))["energy_distance"] for k in range(4)]
+        sample_time = (time.perf_counter() - t1) / 4
+        ratio = sum(eds) / 4 / iid
+        curve.append((round(trained, 2), round(ratio, 3)))
+        if ratio <= target:
+            return dict(family=family, seconds=trained, steps=run.step, ratio=ratio, reached=True,
+                        sample_seconds_2000=sample_time, curve=curve)
+    return dict(family=family, seconds=trained, steps=run.step, ratio=curve[-1][1], reached=False,
+                sample_seconds_2000=sample_time, curve=curve)
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _table(rows, cols):
+    lines = ["  ".join(f"{c:>14}" for c in cols)]
+    for r in rows:
+        lines.append("  ".join(f"{_fmt(r.get(c, '-')):>14}" for c in cols))
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    quick = getattr(args, "quick", False)
+    secs = 0.3 if quick else 2.0
+    names = args.families.split(",") if getattr(args, "families", None) else families.available()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = dict(threads=torch.get_num_threads(), torch=torch.__version__, families=[], samplers=[], quality=[])
+    for name in names:
+        try:
+            out["families"].append(bench_family(name, secs))
+            out["samplers"] += bench_samplers(name, secs)
+        except Exception as e:  # one broken family must not hide the others' figures
+            out["families"].append(dict(family=name, error=str(e)))
+    print("training (steps/s, engine vs plain loop) and sampling (samples/s):")
+    print(_table(out["families"], ["family", "train_steps_per_s_b32", "plain_steps_per_s_b32", "ratio_b32",
+                                   "train_steps_per_s_b1024", "plain_steps_per_s_b1024", "ratio_b1024",
+                                   "samples_per_s_n32", "samples_per_s_n1024"]))
+    print("\nsamplers (1024 particles):")
+    print(_table(out["samplers"], ["family", "sampler", "steps", "seconds", "particle_steps_per_s"]))
+    budget = 3.0 if quick else 30.0
+    out["quality"].append(time_to_quality("ddpm", budget=budget))
+    # the tiny-diffusion recipe: T=50 linear betas 1e-4..0.02 unscaled, batch 32, AdamW 1e-3
+    out["quality"].append(dict(time_to_quality(
+        "ddpm", dict(T=50, schedule="linear", scale_betas=False), dict(batch=32, lr=1e-3, ema=0, warmup=0, grad_clip=0),
+        budget=min(budget, 20.0)), family="ddpm (tiny-diffusion recipe)"))
+    for fam in ("ncsn", "score_sde"):
+        if fam in names and not quick:
+            out["quality"].append(time_to_quality(fam, budget=budget))
+    print("\ntime to quality on moons (energy distance <= 1.5 x iid, 4 x 2000 samples):")
+    print(_table(out["quality"], ["family", "reached", "seconds", "steps", "ratio", "sample_seconds_2000"]))
+    if getattr(args, "json", None):
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
+        print(f"\nwrote {args.json}")
+    _ = metrics
+    return 0
