@@ -8,7 +8,6 @@ all randomness comes from an explicit seed: the same inputs give the same number
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -94,11 +93,20 @@ def iid_energy_distance(sample_fn: Callable[[int, int], torch.Tensor], n: int,
 
 # ----------------------------------------------------------------------------- MMD
 
-def _median_distance(z: torch.Tensor, max_points: int = 1000) -> float:
-    """Median pairwise distance of (a seeded subsample of) z (N, D), i != j."""
-    if z.shape[0] > max_points:
-        g = torch.Generator().manual_seed(0)
-        z = z[torch.randperm(z.shape[0], generator=g)[:max_points].to(z.device)]
+def _subsample(z: torch.Tensor, k: int) -> torch.Tensor:
+    """At most k rows of z (N, D), chosen by a fixed seed (deterministic)."""
+    if z.shape[0] <= k:
+        return z
+    g = torch.Generator().manual_seed(0)
+    return z[torch.randperm(z.shape[0], generator=g)[:k].to(z.device)]
+
+
+def _median_distance(x: torch.Tensor, y: torch.Tensor, per_set: int = 500) -> float:
+    """Median pairwise distance (i != j) of the pooled sample, <= per_set points from each.
+
+    Each set is subsampled on its own, so the result is symmetric in (x, y).
+    """
+    z = torch.cat([_subsample(x, per_set), _subsample(y, per_set)])  # (k, D)
     d = torch.cdist(z, z)  # (k, k)
     iu = torch.triu_indices(z.shape[0], z.shape[0], offset=1, device=z.device)
     med = float(d[iu[0], iu[1]].median()) if iu.shape[1] else 1.0
@@ -111,15 +119,15 @@ def mmd_rbf(x, y, bandwidths: Sequence[float] | None = None) -> float:
     MMD_u^2 = 1/(n(n-1)) sum_{i!=j} k(x_i,x_j) + 1/(m(m-1)) sum_{i!=j} k(y_i,y_j)
               - 2/(nm) sum_{i,j} k(x_i,y_j),
     k(a, b) = mean_s exp(-|a-b|^2 / (2 s^2)) over bandwidths s (absolute lengths).
-    Default bandwidths: median pairwise distance of the pooled sample times
-    (0.25, 0.5, 1, 2, 4). Unbiased, so ~0 (possibly slightly negative) for equal distributions.
+    Default bandwidths: median pairwise distance of the pooled sample (up to 500 + 500
+    points) times (0.25, 0.5, 1, 2, 4). Unbiased, so ~0 (possibly slightly negative) for equal distributions.
     """
     x = _as_2d(x)
     y = _as_2d(y, like=x)
     n, m = x.shape[0], y.shape[0]
     _need(min(n, m), 2, "mmd_rbf")
     if bandwidths is None:
-        med = _median_distance(torch.cat([x, y]))
+        med = _median_distance(x, y)
         bandwidths = [med * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
     coefs = sorted(1.0 / (2.0 * float(s) ** 2) for s in bandwidths)  # ascending
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import zipfile
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def load_points_file(path) -> torch.Tensor:
 
 
 def save_points_csv(path, x) -> None:
-    """Write points (N, 2) as CSV with a header row `x,y`; 9 significant digits round-trip float32."""
+    """Write points (N, 2) as CSV with a header row `x,y` (9 significant digits: float32 exact)."""
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"save_points_csv expects an (N, 2) array, got shape {tuple(arr.shape)}")

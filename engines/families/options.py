@@ -24,7 +24,9 @@ class AnnealedLangevinOptions:
 class DDPMOptions:
     variance: str = opt("beta_tilde", "reverse-step variance sigma_t^2", "beta_t (upper) or beta-tilde_t (lower bound), DDPM sec. 3.2",
                         choices=("beta", "beta_tilde"))
-    clip_x0: float = opt(0.0, "clip the predicted x0 to [-c, c] (0: off)", lo=0.0, hi=100.0)
+    clip_x0: float = opt(4.0, "clip the predicted x0 to [-c, c] in standardized units (0: off); with abar_T ~ 0 "
+                         "an untrained model's eps error is amplified by 1/sqrt(abar_T)",
+                         "x0 = (x_t - sqrt(1-abar_t) eps) / sqrt(abar_t)", lo=0.0, hi=100.0)
 
 
 @dataclass

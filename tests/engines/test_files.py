@@ -1,4 +1,4 @@
-"""engines.data.files: good files load as (N, 2) float32; every bad file names itself and the problem."""
+"""engines.data.files: good files load as (N, 2) float32; a bad file's error names it and the problem."""
 
 import time
 import zipfile
@@ -118,7 +118,8 @@ def test_too_large_for_float32(tmp_path):
 
 
 def test_one_column(tmp_path):
-    bad(write(tmp_path, "one.csv", "x\n1\n2\n3\n"), "expected exactly 2 numeric columns (x, y), found 1")
+    bad(write(tmp_path, "one.csv", "x\n1\n2\n3\n"),
+        "expected exactly 2 numeric columns (x, y), found 1")
 
 
 def test_three_columns(tmp_path):
