@@ -93,7 +93,9 @@ class Run:
         # ---- model, seeded so that the same config gives the same run
         torch.manual_seed(tc.seed)
         self.family = self.family_cls(fam_cfg, tuple(data.shape[1:]), self.device, context)
-        self.family.ema_net = copy.deepcopy(self.family.net).requires_grad_(False) if tc.ema > 0 else None
+        # a family without parameters (EM's closed-form updates) has nothing to average
+        has_params = any(True for _ in self.family.net.parameters())
+        self.family.ema_net = copy.deepcopy(self.family.net).requires_grad_(False) if tc.ema > 0 and has_params else None
         self.optimizers = self.family.optimizers(self._make_optimizer) if self.family.trainable else []
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         self._base_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
@@ -237,8 +239,8 @@ class Run:
             else:
                 res[k] = v
         mix = self.family.context.get("mixture_data")
-        if mix is not None and "score" in res and self.family.level is not None:
-            sig = self.level_sigma(level)
+        if mix is not None and "score" in res:
+            sig = self.level_sigma(level)  # None unless the family says which noised data its field is
             if sig is not None:
                 res["true_score"] = mix_score_vp(mix, pts, *sig).numpy().reshape(resolution, resolution, 2)
         return res
@@ -302,6 +304,9 @@ class Run:
             cov = metrics.mode_coverage(s, mix.means, radius=float(3 * mix.stds.max()))
             out["modes_covered"] = cov["covered"]
             out["modes_total"] = cov["total"]
+        if self.is_image:  # FID / Inception Score analogues from a small digit classifier
+            from .digit_classifier import run_metrics
+            out.update(run_metrics(self.cfg.dataset, s))
         return out
 
     def snapshot(self, want: dict | None = None) -> Snapshot:

@@ -200,6 +200,8 @@ def probability_flow(score_fn, x, sde, rtol=1e-5, atol=1e-5, eps=1e-3, method="d
         return drift
 
     ts = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
-    options = {"step_size": (sde.T - eps) / 100} if method in ("euler", "rk4", "midpoint") else None
+    # adaptive solvers otherwise step past eps and interpolate back, evaluating the score at t < 0
+    # (where the VP std is NaN): step_t makes the last step land exactly on eps
+    options = {"step_size": (sde.T - eps) / 100} if method in ("euler", "rk4", "midpoint") else {"step_t": ts[-1:]}
     out = odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=options)
     return out[-1]

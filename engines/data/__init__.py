@@ -55,7 +55,13 @@ def load(name: str, n: int, seed: int = 0) -> torch.Tensor:
     _register_images()
     if name in IMAGES:
         return IMAGES[name](n, g)
-    if is_file(name):
+    if is_file(name) or os.path.isdir(str(name)):
+        from .images import is_image_path, load_images
+        if is_image_path(name):  # a folder, an image/IDX file, or a .npy/.npz with 3-4 dims
+            x = load_images(name)
+            if n and n < len(x):
+                x = x[torch.randperm(len(x), generator=g)[:n]]
+            return x
         from .files import load_points_file
         x = load_points_file(name)
         if n and n < len(x):  # a user file is used whole unless asked for fewer points

@@ -154,10 +154,9 @@ def _read_text(path: Path, name: str, ext: str):
     del raw
 
     lines = text.splitlines()
-    content = [(i, ln) for i, ln in _content_lines(lines, stop_after=1)]
-    if not content:
+    first_idx, first = next(_content_lines(lines, stop_after=1), (None, None))
+    if first is None:
         raise DataFileError(f"{name}: the file is empty (no data rows)")
-    first_idx, first = content[0]
     delim = _sniff_delimiter(first)
     has_header = not any(_is_number(c) for c in _split(first, delim))
     body_start = first_idx + 1 if has_header else first_idx
@@ -169,9 +168,9 @@ def _read_text(path: Path, name: str, ext: str):
             raise DataFileError(f"{name}: {n_rows:,} rows is too many points; "
                                 f"the limit is {MAX_POINTS:,}")
 
-    body = "\n".join(lines[body_start:])
-    if not body.strip() or not any(True for _ in _content_lines(lines[body_start:], stop_after=1)):
+    if next(_content_lines(lines[body_start:], stop_after=1), None) is None:
         raise DataFileError(f"{name}: has a header row but no data rows")
+    body = "\n".join(lines[body_start:])
     try:
         arr = np.loadtxt(io.StringIO(body), delimiter=delim, comments="#", ndmin=2,
                          dtype=np.float64, quotechar='"')

@@ -116,3 +116,13 @@ class Family:
     def extra_state(self) -> dict:
         """Tensors beyond the net worth saving (buffers like a replay buffer)."""
         return {}
+
+
+def grid_lines(lo: float = -3.0, hi: float = 3.0, n_lines: int = 13, n_points: int = 64) -> torch.Tensor:
+    """A square grid in a 2D space as polylines: (2 n_lines, n_points, 2), the first n_lines
+    horizontal (y fixed), the rest vertical. Push it through a map to draw how the map warps space
+    (a VAE decoder, a GAN generator, the layers of a flow)."""
+    c = torch.linspace(lo, hi, n_lines)                              # (L,)
+    s = torch.linspace(lo, hi, n_points)                             # (M,)
+    horiz = torch.stack([s.expand(n_lines, -1), c[:, None].expand(-1, n_points)], -1)  # (L, M, 2)
+    return torch.cat([horiz, horiz.flip(-1)], 0)                     # (2L, M, 2)

@@ -38,7 +38,7 @@ SMOOTH_ACTS = ("silu", "softplus", "tanh", "gelu")
 @dataclass
 class ScoreLangevinOptions(LangevinOptions):
     """Langevin options for the single-level score families, plus where the particles start."""
-    step_size: float = opt(0.005, "Langevin step size eps (normalized data units squared)",
+    step_size: float = opt(0.01, "Langevin step size eps (normalized data units squared)",
                            "x <- x + eps/2 s(x) + sqrt(eps) z", lo=1e-7, hi=10.0, log=True)
     n_steps: int = opt(500, "number of Langevin steps", lo=1, hi=100000)
     init: str = opt("gaussian", "where the particles start: N(0, I) or uniform on [-3, 3]^D "
@@ -111,7 +111,12 @@ class SingleScoreFamily(Family):
         return S.langevin(lambda y: self.score(y), x, o.step_size, o.n_steps, generator, callback)
 
     def field(self, grid, level=None):
-        out = dict(score=self.score(grid).detach().cpu().numpy())
+        if self.cfg.model == "energy":
+            s = self.score(grid)                                        # needs autograd inside
+        else:
+            with torch.no_grad():
+                s = self.score(grid)
+        out = dict(score=s.detach().cpu().numpy())
         if self.cfg.model == "energy":
             with torch.no_grad():
                 out["energy"] = self.model(grid).cpu().numpy()

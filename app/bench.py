@@ -1,0 +1,194 @@
+"""`python main.py bench --gui [--json F] [--seconds S]`: the window's own benchmark, offscreen.
+
+1. Training throughput inside the app (all panels visible, drawing at ~30 Hz, samples and
+   particles refreshing) against headless Run.train on the same config in the same process,
+   measured in alternating rounds so that machine load hits both alike.   goal >= 0.85x
+2. Event-loop lateness p99 while training at full speed, from a 10 ms heartbeat QTimer
+   on the GUI thread.                                                      goal <= 16 ms
+3. Panel frame rate with 20,000 particles, a 32x32 arrow field and a 1M-point loss
+   history: every panel gets new data and the window is repainted, frame after frame.
+                                                                           goal >= 30 fps
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def _pump(app, seconds: float):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def _wait(app, cond, timeout=60.0):
+    end = time.perf_counter() + timeout
+    while not cond():
+        if time.perf_counter() > end:
+            raise TimeoutError("the run did not become ready")
+        app.processEvents()
+        time.sleep(0.005)
+
+
+def headless_rate(cfg, seconds: float) -> float:
+    """Run.train steps/s for `seconds`, after a warm-up, on a fresh Run of the same config."""
+    from engines.run import Run
+    run = Run(cfg)
+    run.train(20)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        n += run.train(20)
+    return n / (time.perf_counter() - t0)
+
+
+def app_round(app, win, seconds: float) -> tuple[float, float, float]:
+    """Steps/s, heartbeat lateness p99 (ms) and frames/s while the window trains for `seconds`."""
+    win.set_playing(True)
+    _pump(app, 1.0)                               # settle (chunk size, first samples)
+    s0, f0 = win.step, win.frames
+    tm0 = dict(win.worker.timing)
+    win.heartbeat.reset()
+    t0 = time.perf_counter()
+    _pump(app, seconds)
+    dt = time.perf_counter() - t0
+    steps, frames = win.step - s0, win.frames - f0
+    late = win.heartbeat.percentile(99)
+    share = {k: (win.worker.timing[k] - tm0[k]) / dt for k in tm0}
+    win.set_playing(False)
+    _pump(app, 0.3)
+    return steps / dt, late, frames / dt, share
+
+
+def frame_rate(app, win, seconds: float = 4.0, particles: int = 20000, res: int = 32, history: int = 1_000_000):
+    """Frames/s of the panels themselves: new particles, a new arrow field and new loss points
+    every frame; each frame ends with the repaints they caused (processEvents)."""
+    from engines.run import Snapshot
+    rng = np.random.default_rng(0)
+    win.set_playing(False)
+    win.frame_timer.stop()                        # this loop is the frame loop now
+    if win.worker is not None:
+        win.worker.request_stop()
+    # a 1M-point loss history
+    steps = np.arange(1, history + 1, dtype=np.float64)
+    loss = 0.3 + 0.7 * np.exp(-steps / 2e5) + 0.05 * rng.random(history)
+    win.losses.reset(win.info)
+    win.losses.append(steps, dict(loss=loss))
+    # a 20,000-particle trajectory
+    F = 60
+    base = rng.standard_normal((particles, 2)).astype(np.float32)
+    frames = np.stack([base * (1 - f / F) + np.float32(f / F) * np.sign(base) for f in range(F)])
+    traj = dict(frames=frames, i=np.arange(F, dtype=float), t=np.linspace(99, 0, F), sigma=np.linspace(3, 0.01, F),
+                nfe=F, steps=F, seconds=1.0, step=history, sampler="bench")
+    win.particles.n.setValue(particles)
+    win.particles.loop.setChecked(False)
+    win.particles.on_message("trajectory", traj)
+    xs = ys = np.linspace(-2, 2, res)
+    gx, gy = np.meshgrid(xs, ys)
+    app.processEvents()
+    n, t0 = 0, time.perf_counter()
+    step = history
+    times = []
+    while time.perf_counter() - t0 < seconds:
+        t1 = time.perf_counter()
+        ph = n * 0.1
+        score = np.stack([-gx + np.sin(ph) * gy, -gy - np.sin(ph) * gx], -1)
+        new = np.arange(step + 1, step + 101)
+        step += 100
+        snap = Snapshot(step=step, wall_time=0.0, loss_steps=new, losses=dict(loss=0.3 + 0.01 * rng.random(100)),
+                        lr=1e-3, steps_per_s=0.0,
+                        field=dict(xs=xs, ys=ys, score=score, level=10, alpha_sigma=(0.9, 0.4)),
+                        samples=base[: 2000] * (1 + 0.01 * n) if n % 30 == 0 else None,
+                        metrics=dict(energy_distance_x_iid=2.0, samples_step=step) if n % 30 == 0 else {})
+        win._dispatch("snapshot", snap)
+        win.particles.play_t0 = time.perf_counter() - (n % F) / F * 2.5   # a new particle frame each time
+        win.losses._last_draw = 0.0                    # draw the loss history every frame (worst case)
+        for key, panel in win.panels.items():
+            if win.panel_visible(key):
+                panel.draw()
+        app.processEvents()          # the repaints the new data asked for (only the dirty regions)
+        times.append(time.perf_counter() - t1)
+        n += 1
+    dt = time.perf_counter() - t0
+    arrows = win.field.arrow_count()
+    return dict(fps=n / dt, frame_ms_p50=1000 * float(np.median(times)), frame_ms_p95=1000 * float(np.percentile(times, 95)),
+                particles=win.particles.particle_count(), arrows=arrows, loss_points=len(win.losses.terms["loss"].raw))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python main.py bench --gui")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of each measurement round")
+    p.add_argument("--rounds", type=int, default=2, help="alternating app/headless rounds")
+    args = p.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6 import QtWidgets
+
+    from . import theme
+    from .main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
+    theme.apply(app)
+    win = MainWindow()
+    win.show()
+    try:
+        _wait(app, lambda: bool(win.info))
+        _pump(app, 0.5)
+        cfg = win.cfg
+        visible = [k for k in win.panels if win.panel_visible(k)]
+        app_rates, head_rates, lates, fpss, shares = [], [], [], [], []
+        for r in range(args.rounds):
+            a, late, fps, share = app_round(app, win, args.seconds)
+            shares.append(share)
+            app_rates.append(a)
+            lates.append(late)
+            fpss.append(fps)
+            head_rates.append(headless_rate(cfg, args.seconds))
+        fr = frame_rate(app, win, seconds=args.seconds)
+    finally:
+        win.shutdown()
+        win.close()
+    app_rate, head_rate = float(np.median(app_rates)), float(np.median(head_rates))
+    import torch
+    res = dict(
+        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                     load_avg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None),
+        config=dict(family=cfg.family, dataset=cfg.dataset, batch=cfg.train.batch, panels_visible=visible),
+        train_steps_per_s_app=round(app_rate, 1), train_steps_per_s_headless=round(head_rate, 1),
+        app_over_headless=round(app_rate / head_rate, 3), rounds_app=[round(x, 1) for x in app_rates],
+        rounds_headless=[round(x, 1) for x in head_rates],
+        ui_lateness_p99_ms=round(float(np.max(lates)), 2), app_frames_per_s_while_training=round(float(np.median(fpss)), 1),
+        panel_fps=round(fr["fps"], 1), panel_frame_ms_p50=round(fr["frame_ms_p50"], 2),
+        panel_frame_ms_p95=round(fr["frame_ms_p95"], 2),
+        panel_load=dict(particles=fr["particles"], arrows=fr["arrows"], loss_points=fr["loss_points"]),
+        worker_time_share={k: round(float(np.mean([s[k] for s in shares])), 3) for k in shares[0]},
+    )
+    rows = [
+        ("training steps/s in the app (all panels)", f"{app_rate:,.0f}", ""),
+        ("training steps/s headless (Run.train)", f"{head_rate:,.0f}", ""),
+        ("app / headless", f"{app_rate / head_rate:.2f}x", ">= 0.85x"),
+        ("event-loop lateness p99 while training", f"{res['ui_lateness_p99_ms']:.1f} ms", "<= 16 ms"),
+        ("window frames/s while training", f"{res['app_frames_per_s_while_training']:.0f}", ""),
+        (f"panel frame rate ({fr['particles']:,} particles, {fr['arrows']} arrows, "
+         f"{fr['loss_points']:,} loss points)", f"{fr['fps']:.0f} fps", ">= 30 fps"),
+        ("panel frame time p50 / p95", f"{fr['frame_ms_p50']:.1f} / {fr['frame_ms_p95']:.1f} ms", ""),
+        ("worker time: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["worker_time_share"].items()), "", ""),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{w}}  {'value':>14}  goal")
+    for name, val, goal in rows:
+        print(f"{name:<{w}}  {val:>14}  {goal}")
+    if res["machine"]["load_avg"]:
+        print(f"(machine: {res['machine']['cpus']} cores, load average {res['machine']['load_avg'][0]:.1f}; "
+              f"torch threads {res['machine']['torch_threads']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0

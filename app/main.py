@@ -1,0 +1,87 @@
+"""`python main.py [--preset NAME] [--autostart] [--quit-after S] [--screenshot FILE]`
+
+Opens the window (default lesson: moons + DDPM). With --quit-after the window closes itself
+after S seconds (saving --screenshot just before); on exit one line of key=value stats goes
+to stdout (steps, steps_per_s, fps, ui_lateness_p99_ms, peak_rss_mb, ...). Threads are
+stopped before the QApplication quits, so the interpreter exits with code 0.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python main.py", description="Generative-model playground (GUI). "
+                                "Headless commands: list, train, sample, bench.")
+    p.add_argument("--preset", help="open a lesson from resources/presets (name or path of a .toml)")
+    p.add_argument("--autostart", action="store_true", help="start training at once")
+    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close after S seconds")
+    p.add_argument("--screenshot", metavar="FILE", help="save the window as PNG just before quitting")
+    p.add_argument("--size", default=None, metavar="WxH", help="window size (default 1600x1000)")
+    return p.parse_args(argv)
+
+
+def stats_line(stats: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in stats.items())
+
+
+def main(argv=None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from . import presets
+    if args.preset and not os.path.isfile(presets.path(args.preset)):
+        print(f"error: no preset named {args.preset!r}; presets: {', '.join(presets.names()) or '-'}",
+              file=sys.stderr)
+        return 2
+    size = None
+    if args.size:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            size = (w, h)
+        except ValueError:
+            print(f"error: --size expects WxH, e.g. 1600x1000, got {args.size!r}", file=sys.stderr)
+            return 2
+
+    from PySide6 import QtCore, QtWidgets
+
+    from . import theme
+    from .main_window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
+    app.setApplicationName("genplayground")
+    theme.apply(app)
+    win = MainWindow(preset=args.preset, autostart=args.autostart)
+    if size:
+        win.resize(*size)
+    win.show()
+    result = dict(code=0, stats=None)
+
+    def finish():
+        if args.screenshot:
+            app.processEvents()
+            if not win.screenshot(args.screenshot):
+                print(f"error: could not write the screenshot {args.screenshot}", file=sys.stderr)
+                result["code"] = 1
+        result["stats"] = win.run_stats()
+        win.shutdown()
+        win.close()
+        app.quit()
+
+    def before_quit():
+        if result["stats"] is None:
+            result["stats"] = win.run_stats()
+        win.shutdown()          # threads end before the application does
+
+    app.aboutToQuit.connect(before_quit)
+    if args.quit_after is not None:
+        QtCore.QTimer.singleShot(int(max(args.quit_after, 0.0) * 1000), finish)
+    rc = app.exec()
+    before_quit()
+    print(stats_line(result["stats"]), flush=True)
+    win.deleteLater()
+    del win
+    app.processEvents()
+    gc.collect()
+    return int(rc or result["code"])

@@ -1,0 +1,315 @@
+"""Field: the learned score as arrows on a grid at a chosen noise level, over a heat map.
+
+Arrows are one PlotCurveItem(connect='pairs') holding every shaft and head (6 points an
+arrow), not one item per arrow. The heat map is |score| (log10), or the energy / log density
+when the family provides them. For analytic datasets the exact score of the noised mixture
+(`true_score` from Run.field) can be overlaid and the relative error is shown.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from .. import theme
+from .base import Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows
+
+BACKGROUNDS = [  # key in the field dict -> label
+    ("score", "|score|  (log10)"),
+    ("energy", "energy E(x)"),
+    ("log_density", "log density"),
+    ("discriminator", "discriminator D(x)"),
+    ("error", "|learned - true score|  (log10)"),
+    ("none", "no background"),
+]
+
+
+class LevelSlider(QtWidgets.QWidget):
+    """A slider over a family's `level` dict(kind, lo, hi, log, default[, integer])."""
+    valueChanged = QtCore.Signal(object)
+    N = 1000
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.level = None
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.slider.setRange(0, self.N)
+        self.label = QtWidgets.QLabel("")
+        self.label.setMinimumWidth(70)
+        self.name = QtWidgets.QLabel("noise level")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.name)
+        lay.addWidget(self.slider, 1)
+        lay.addWidget(self.label)
+        self.slider.valueChanged.connect(self._changed)
+
+    def set_level(self, level: dict | None):
+        self.level = level
+        self.setEnabled(level is not None)
+        if level is None:
+            self.label.setText("-")
+            return
+        kind = level.get("kind", "t")
+        self.name.setText("noise σ" if kind == "sigma" else "time t")
+        self.slider.setToolTip(
+            "The noise level the field is shown at. Small: the score of (almost) clean data, "
+            "sharp and large near the data. Large: the score of heavily noised data, smooth, "
+            "pointing to the centre.\n" +
+            ("σ: standard deviation of the Gaussian noise added to the data" if kind == "sigma"
+             else "t: diffusion time/step; x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps"))
+        self.blockSignals(True)
+        self.slider.blockSignals(True)
+        self.slider.setValue(self._to_pos(level.get("default", level["lo"])))
+        self.slider.blockSignals(False)
+        self.blockSignals(False)
+        self._update_label()
+
+    def _to_pos(self, v):
+        lv = self.level
+        lo, hi = float(lv["lo"]), float(lv["hi"])
+        if hi <= lo:
+            return 0
+        if lv.get("log") and lo > 0:
+            f = (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        else:
+            f = (v - lo) / (hi - lo)
+        return int(round(min(max(f, 0.0), 1.0) * self.N))
+
+    def value(self):
+        lv = self.level
+        if lv is None:
+            return None
+        f = self.slider.value() / self.N
+        lo, hi = float(lv["lo"]), float(lv["hi"])
+        if lv.get("log") and lo > 0:
+            v = math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo)))
+        else:
+            v = lo + f * (hi - lo)
+        if lv.get("integer") or (isinstance(lv["lo"], int) and isinstance(lv["hi"], int) and not lv.get("log")):
+            v = int(round(v))
+        return v
+
+    def set_value(self, v):
+        if self.level is not None:
+            self.slider.setValue(self._to_pos(v))
+
+    def _update_label(self):
+        v = self.value()
+        self.label.setText("-" if v is None else (str(v) if isinstance(v, int) else f"{v:.3g}"))
+
+    def _changed(self, *a):
+        self._update_label()
+        self.valueChanged.emit(self.value())
+
+
+class FieldPanel(Panel):
+    title = "Field"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.field = None
+        self.resolution = 24
+        self.plot = plot_widget("Learned score  ∇x log p(x)", "x₁", "x₂", aspect=True)
+        self.pi = self.plot.getPlotItem()
+        self.img = pg.ImageItem()
+        self.img.setZValue(-10)
+        self.pi.addItem(self.img)
+        self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=theme.HEAT_CMAP, interactive=False, width=14,
+                                    label="log10 |score|")
+        self.cbar.setImageItem(self.img, insert_in=self.pi)
+        self.data = Points(theme.DATA, alpha=90, size=2)
+        self.data.setZValue(-5)
+        self.pi.addItem(self.data)
+        self.arrows = pg.PlotCurveItem(pen=pg.mkPen(*theme.MODEL, 230, width=1.2), connect="pairs",
+                                       skipFiniteCheck=True)
+        self.true_arrows = pg.PlotCurveItem(pen=pg.mkPen(*theme.TRUE, 220, width=1.2), connect="pairs",
+                                            skipFiniteCheck=True)
+        self.pi.addItem(self.arrows)
+        self.pi.addItem(self.true_arrows)
+        self.legend = self.pi.addLegend(offset=(-5, -5), labelTextColor=theme.FG)
+        self.legend.addItem(self.arrows, "learned score")
+        self.text = info_text(self.pi)
+        self.empty = centered_message(self.pi)
+
+        self.level = LevelSlider()
+        self.level.valueChanged.connect(lambda v: self.wantChanged.emit())
+        self.bg = QtWidgets.QComboBox()
+        self.bg.setToolTip("What the colours show")
+        self.bg.currentIndexChanged.connect(self._touch)
+        self.true_box = QtWidgets.QCheckBox("true score")
+        self.true_box.setToolTip("Overlay the exact score of the noised analytic mixture (green):\n"
+                                 "∇ log Σ_k w_k N(x; α μ_k, (α² s_k² + σ²) I)")
+        self.true_box.setChecked(True)
+        self.true_box.toggled.connect(self._touch)
+        self.data_box = QtWidgets.QCheckBox("data")
+        self.data_box.setChecked(True)
+        self.data_box.setToolTip("Show the training points (blue)")
+        self.data_box.toggled.connect(self._touch)
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(["scaled", "direction"])
+        self.mode.setToolTip("scaled: arrow length ∝ |score| (clipped at the 95th percentile)\n"
+                             "direction: unit arrows; the colours carry the magnitude")
+        self.mode.currentIndexChanged.connect(self._touch)
+        self.res = QtWidgets.QSpinBox()
+        self.res.setRange(6, 64)
+        self.res.setValue(self.resolution)
+        self.res.setToolTip("Grid resolution R: R x R arrows")
+        self.res.valueChanged.connect(self._set_res)
+
+        row2 = QtWidgets.QHBoxLayout()
+        row2.addWidget(self.bg, 1)
+        row2.addWidget(self.mode)
+        row2.addWidget(QtWidgets.QLabel("grid"))
+        row2.addWidget(self.res)
+        row2.addWidget(self.true_box)
+        row2.addWidget(self.data_box)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.level)
+        lay.addLayout(row2)
+        lay.addWidget(self.plot, 1)
+        self._fill_backgrounds(("score",))
+        self.empty.setText("Waiting for the model…")
+
+    # ------------------------------------------------------------ state
+    def reset(self, info):
+        super().reset(info)
+        self.field = None
+        self.level.set_level(info.get("level"))
+        self.true_box.setVisible(bool(info.get("analytic")))
+        if info.get("is_image"):
+            self.empty.setText("Images have no 2D field to draw:\nsee Samples and Particles")
+            self.data.setData(None)
+        else:
+            self.empty.setText("Computing the field…")
+            self.data.setData(info.get("preview"))
+            b = info.get("bounds")
+            if b:
+                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
+        self.arrows.setData([], [])
+        self.true_arrows.setData([], [])
+        self.img.clear()
+        self.text.setText("")
+
+    def want(self):
+        if self.info.get("is_image"):
+            return {}
+        return dict(field=dict(resolution=self.resolution, level=self.level.value()))
+
+    def _set_res(self, v):
+        self.resolution = int(v)
+        self.wantChanged.emit()
+
+    def _touch(self, *a):
+        self.dirty = True
+
+    def _fill_backgrounds(self, keys):
+        have = [(k, lab) for k, lab in BACKGROUNDS if k in keys or k == "none"]
+        cur = self.bg.currentData()
+        if [self.bg.itemData(i) for i in range(self.bg.count())] == [k for k, _ in have]:
+            return
+        self.bg.blockSignals(True)
+        self.bg.clear()
+        for k, lab in have:
+            self.bg.addItem(lab, k)
+        # prefer a scalar map the family provides over |score|
+        pick = cur if cur in dict(have) else next((k for k in ("energy", "log_density", "score") if k in keys), "none")
+        self.bg.setCurrentIndex(max(0, [k for k, _ in have].index(pick)))
+        self.bg.blockSignals(False)
+
+    def on_snapshot(self, snap):
+        if snap.field:
+            self.field = snap.field
+            self.dirty = True
+
+    # ------------------------------------------------------------ drawing
+    def _draw(self):
+        f = self.field
+        if f is None or "xs" not in f:
+            return
+        keys = set(f)
+        if "true_score" in f and "score" in f:
+            keys.add("error")
+        self._fill_backgrounds(keys)
+        xs, ys = np.asarray(f["xs"]), np.asarray(f["ys"])
+        R = len(xs)
+        dx = (xs[-1] - xs[0]) / max(R - 1, 1)
+        dy = (ys[-1] - ys[0]) / max(R - 1, 1)
+        gx, gy = np.meshgrid(xs, ys, indexing="xy")                       # (R, R)
+        mode = "unit" if self.mode.currentIndex() == 1 else "scaled"
+        lines = []
+        self.empty.setVisible(False)
+        score = f.get("score")
+        if score is not None:
+            v = scale_arrows(np.asarray(score).reshape(-1, 2), min(dx, dy), mode)
+            self.arrows.setData(*arrow_segments(gx.ravel(), gy.ravel(), v[:, 0], v[:, 1]))
+        else:
+            self.arrows.setData([], [])
+        true = f.get("true_score")
+        show_true = true is not None and self.true_box.isChecked()
+        if show_true:
+            tv = np.asarray(true).reshape(-1, 2)
+            # the same scale as the learned arrows, so lengths compare
+            sv = np.asarray(score).reshape(-1, 2) if score is not None else tv
+            ref = float(np.percentile(np.linalg.norm(sv, axis=1), 95)) or 1.0
+            tn = np.linalg.norm(tv, axis=1, keepdims=True)
+            if mode == "unit":
+                t = tv / np.maximum(tn, 1e-12) * 0.8 * min(dx, dy)
+            else:
+                t = tv * np.minimum(tn / ref, 1.0) * 0.9 * min(dx, dy) / np.maximum(tn, 1e-12)
+            self.true_arrows.setData(*arrow_segments(gx.ravel(), gy.ravel(), t[:, 0], t[:, 1]))
+            if not any(it[1].text == "true score" for it in self.legend.items):
+                self.legend.addItem(self.true_arrows, "true score")
+        else:
+            self.true_arrows.setData([], [])
+            if any(it[1].text == "true score" for it in self.legend.items):
+                self.legend.removeItem(self.true_arrows)
+        if true is not None and score is not None:
+            s, t = np.asarray(score).reshape(-1, 2), np.asarray(true).reshape(-1, 2)
+            rel = math.sqrt(np.mean(np.sum((s - t) ** 2, 1)) / max(np.mean(np.sum(t ** 2, 1)), 1e-30))
+            lines.append(f"relative error vs true score: {100 * rel:.0f}%")
+
+        bg = self.bg.currentData() or "none"
+        z, label = None, ""
+        if bg == "score" and score is not None:
+            z, label = np.log10(np.linalg.norm(np.asarray(score), axis=-1) + 1e-12), "log10 |score|"
+        elif bg == "error" and score is not None and true is not None:
+            z, label = np.log10(np.linalg.norm(np.asarray(score) - np.asarray(true), axis=-1) + 1e-12), \
+                "log10 |learned - true|"
+        elif bg in f and bg not in ("score", "xs", "ys"):
+            z = np.asarray(f[bg], dtype=np.float64)
+            label = dict(BACKGROUNDS)[bg]
+        if z is not None and z.shape == (R, R) and np.isfinite(z).any():
+            z = np.nan_to_num(z, nan=np.nanmin(z))
+            lo, hi = np.percentile(z, [1, 99])
+            if hi <= lo:
+                hi = lo + 1e-6
+            self.img.setImage(z.astype(np.float32), autoLevels=False)
+            self.img.setRect(QtCore.QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * R, dy * R))
+            self.cbar.setLevels((float(lo), float(hi)))
+            if label != getattr(self, "_cbar_label", None):   # a new label re-lays out the plot
+                self._cbar_label = label
+                self.cbar.axis.setLabel(label)
+            self.img.setVisible(True)
+            self.cbar.setVisible(True)
+        else:
+            self.img.setVisible(False)
+            self.cbar.setVisible(False)
+        self.data.setVisible(self.data_box.isChecked())
+
+        lv = f.get("level")
+        lvd = self.info.get("level") or {}
+        if lv is not None:
+            sym = "σ" if lvd.get("kind") == "sigma" else "t"
+            head = f"{sym} = {lv:.3g}" if isinstance(lv, float) else f"{sym} = {lv}"
+            a_s = f.get("alpha_sigma")
+            if a_s:
+                head += f"   (noised data: {a_s[0]:.2f}·x + N(0, {a_s[1]:.2g}²) in data units)"
+            lines.insert(0, head)
+        self.text.setText("\n".join(lines))
+
+    def arrow_count(self) -> int:
+        return len(self.arrows.xData) // 6 if self.arrows.xData is not None else 0

@@ -1,0 +1,387 @@
+"""Losses: every named loss term against the training step, on a log axis, with smoothing.
+
+The history is kept in growable numpy arrays (amortized doubling), smoothed incrementally
+(an exponential moving average continued from its last state, scipy.signal.lfilter with zi)
+and mapped to log10 once per new point; pyqtgraph draws it with peak downsampling and
+clip-to-view, so a 1M-point history costs a few milliseconds per redraw.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+from scipy.signal import lfilter
+
+from .. import theme
+from .base import Panel, centered_message, plot_widget
+
+
+class Growable:
+    """An append-only 1-D numpy array with amortized O(1) extend."""
+
+    def __init__(self, dtype=np.float64, capacity=4096):
+        self.a = np.empty(capacity, dtype)
+        self.n = 0
+
+    def extend(self, v):
+        v = np.asarray(v, dtype=self.a.dtype)
+        k = self.n + len(v)
+        if k > len(self.a):
+            b = np.empty(max(k, 2 * len(self.a)), self.a.dtype)
+            b[:self.n] = self.a[:self.n]
+            self.a = b
+        self.a[self.n:k] = v
+        self.n = k
+
+    def clear(self):
+        self.n = 0
+
+    @property
+    def v(self):
+        return self.a[:self.n]
+
+    def __len__(self):
+        return self.n
+
+
+class Peaks:
+    """What to draw of a long, growing series: min/max per block of B points ("peak"
+    decimation), kept incrementally so that a redraw costs O(new points + blocks), not O(N).
+
+    Below SMALL points the series is drawn as is. Above, B is a power of two chosen so there
+    are at most MAX_BLOCKS blocks (pairs of blocks merge when there are more); the unfinished
+    last block is drawn raw. Each block becomes two vertices (x_b, min_b), (x_b, max_b), the
+    picture pyqtgraph's own peak mode draws, computed once instead of on every redraw."""
+    SMALL = 8192
+    MAX_BLOCKS = 4096
+
+    def __init__(self):
+        self.B = 0
+        self.x = Growable()
+        self.mn = Growable()
+        self.mx = Growable()
+        self.done = 0
+
+    def clear(self):
+        self.__init__()
+
+    def arrays(self, steps, values):
+        n = len(values)
+        if n <= self.SMALL:
+            return steps, values
+        if self.B == 0:
+            self.B = 1 << int(np.ceil(np.log2(n / self.MAX_BLOCKS)))
+        B = self.B
+        nb = (n - self.done) // B
+        if nb > 0:
+            seg = values[self.done:self.done + nb * B].reshape(nb, B)
+            self.mn.extend(seg.min(1))
+            self.mx.extend(seg.max(1))
+            self.x.extend(steps[self.done:self.done + nb * B:B])
+            self.done += nb * B
+        while len(self.mn) > 2 * self.MAX_BLOCKS:   # merge pairs: B doubles
+            B = self.B
+            k = len(self.mn) // 2
+            mn, mx, x = self.mn.v, self.mx.v, self.x.v
+            nmn, nmx, nx = np.minimum(mn[0:2 * k:2], mn[1:2 * k:2]), np.maximum(mx[0:2 * k:2], mx[1:2 * k:2]), x[0:2 * k:2]
+            self.mn.clear(), self.mx.clear(), self.x.clear()
+            self.mn.extend(nmn), self.mx.extend(nmx), self.x.extend(nx)
+            self.done = 2 * k * B
+            self.B = 2 * B
+        m = len(self.mn)
+        xs = np.empty(2 * m + (n - self.done))
+        ys = np.empty_like(xs)
+        xs[0:2 * m:2] = xs[1:2 * m:2] = self.x.v
+        ys[0:2 * m:2] = self.mn.v
+        ys[1:2 * m:2] = self.mx.v
+        xs[2 * m:] = steps[self.done:]
+        ys[2 * m:] = values[self.done:]
+        return xs, ys
+
+
+def decimate(steps, values, max_blocks=2048):
+    """Peak-decimate a slice on the fly (for a zoomed-in view)."""
+    n = len(values)
+    if n <= 2 * max_blocks:
+        return steps, values
+    B = int(np.ceil(n / max_blocks))
+    nb = n // B
+    seg = values[:nb * B].reshape(nb, B)
+    xs = np.repeat(steps[:nb * B:B], 2)
+    ys = np.empty(2 * nb)
+    ys[0::2], ys[1::2] = seg.min(1), seg.max(1)
+    return np.concatenate([xs, steps[nb * B:]]), np.concatenate([ys, values[nb * B:]])
+
+
+class Term:
+    """One loss term: raw values, their EMA, and what is drawn (log10 or linear)."""
+
+    def __init__(self):
+        self.steps = Growable(np.float64)
+        self.raw = Growable()
+        self.smooth = Growable()
+        self.shown_raw = Growable()
+        self.shown_smooth = Growable()
+        self.peaks_raw = Peaks()
+        self.peaks_smooth = Peaks()
+        self.zi = None           # EMA filter state
+        self.k = 0               # values filtered so far (for the EMA's bias correction)
+        self.positive = True
+
+
+class LossesPanel(Panel):
+    title = "Losses"
+    MAX_HZ = 10.0
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.terms: dict[str, Term] = {}
+        self.curves: dict[str, tuple] = {}
+        self.alpha = 0.98
+        self.log = True
+        self._last_draw = 0.0
+        self._message = ""
+        self._hover_step = None
+
+        self.plot = plot_widget("Training losses", "training step", "loss")
+        self.pi = self.plot.getPlotItem()
+        self.legend = self.pi.addLegend(offset=(-10, 10), labelTextColor=theme.FG)
+        for c in (self.pi,):
+            c.setClipToView(True)
+            c.setDownsampling(auto=True, mode="peak")
+        self.empty = centered_message(self.pi)
+        self.empty.setText("Press Play: the loss of every step appears here")
+        self.vline = pg.InfiniteLine(angle=90, pen=pg.mkPen(150, 150, 160, 120, style=QtCore.Qt.PenStyle.DashLine))
+        self.vline.setVisible(False)
+        self.pi.addItem(self.vline, ignoreBounds=True)
+        self.hover = pg.TextItem("", color=theme.FG, anchor=(1, 0), fill=pg.mkBrush(30, 32, 40, 220))
+        self.hover.setZValue(300)
+        self.hover.setVisible(False)
+        self.pi.addItem(self.hover, ignoreBounds=True)
+        self.status = pg.TextItem("", color=(255, 110, 110), anchor=(0, 1))
+        self.pi.addItem(self.status, ignoreBounds=True)
+        self._proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse)
+        self.pi.getViewBox().sigXRangeChanged.connect(self._range_changed)
+
+        self.smooth_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.smooth_slider.setRange(0, 999)
+        self.smooth_slider.setValue(int(self.alpha * 1000))
+        self.smooth_slider.setToolTip("Exponential moving average of the loss:\n"
+                                      "s_k = a s_(k-1) + (1 - a) loss_k   (a = 0: raw values)")
+        self.smooth_slider.valueChanged.connect(self._set_alpha)
+        self.smooth_label = QtWidgets.QLabel()
+        self.log_box = QtWidgets.QCheckBox("log y")
+        self.log_box.setChecked(True)
+        self.log_box.setToolTip("Log-scale loss axis (switched off automatically when a term is <= 0)")
+        self.log_box.toggled.connect(self._set_log)
+        self.raw_box = QtWidgets.QCheckBox("raw")
+        self.raw_box.setChecked(True)
+        self.raw_box.setToolTip("Also draw the unsmoothed values (faint)")
+        self.raw_box.toggled.connect(self._relayout)
+        bar = QtWidgets.QHBoxLayout()
+        bar.addWidget(QtWidgets.QLabel("smoothing"))
+        bar.addWidget(self.smooth_slider, 1)
+        bar.addWidget(self.smooth_label)
+        bar.addWidget(self.raw_box)
+        bar.addWidget(self.log_box)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(bar)
+        lay.addWidget(self.plot, 1)
+        self._update_label()
+
+    # ------------------------------------------------------------ data in
+    def reset(self, info):
+        super().reset(info)
+        self.terms.clear()
+        for raw, sm in self.curves.values():
+            self.pi.removeItem(raw)
+            self.pi.removeItem(sm)
+            self.legend.removeItem(sm)
+        self.curves.clear()
+        self._message = ""
+        self.status.setText("")
+        self.empty.setVisible(True)
+        self.empty.setText("Press Play: the loss of every step appears here" if info.get("trainable", True)
+                           else f"{info.get('title', 'This family')} has nothing to train")
+
+    def append(self, steps, losses: dict):
+        """Add records: steps (k,), losses {name: (k,)}."""
+        if len(steps) == 0:
+            return
+        steps = np.asarray(steps, dtype=np.float64)
+        for name, vals in losses.items():
+            vals = np.asarray(vals, dtype=np.float64)
+            if len(vals) == 0:
+                continue
+            st = steps[-len(vals):] if len(vals) <= len(steps) else np.arange(len(vals), dtype=np.float64)
+            t = self.terms.get(name)
+            if t is None:
+                t = self.terms[name] = Term()
+            t.steps.extend(st)
+            t.raw.extend(vals)
+            sm = self._ema(t, vals)
+            t.smooth.extend(sm)
+            if t.positive and not (vals > 0).all():
+                t.positive = False
+                self._refresh_shown()      # linear from now on
+            else:
+                t.shown_raw.extend(self._map(vals))
+                t.shown_smooth.extend(self._map(sm))
+        self.dirty = True
+
+    def on_snapshot(self, snap):
+        self.append(snap.loss_steps, snap.losses)
+        if snap.diverged and snap.message != self._message:
+            self._message = snap.message
+            self.status.setText("⚠ " + snap.message)
+            self.dirty = True
+
+    def _ema(self, t: Term, vals):
+        """Bias-corrected exponential moving average, continued from the filter state:
+        m_k = a m_(k-1) + (1 - a) x_k, m_0 = 0;  s_k = m_k / (1 - a^k)  (as Adam's moments)."""
+        a = self.alpha
+        if a <= 0:
+            return vals
+        if t.zi is None:
+            t.zi, t.k = np.zeros(1), 0
+        m, t.zi = lfilter([1 - a], [1, -a], vals, zi=t.zi)
+        k = t.k + np.arange(1, len(vals) + 1)
+        t.k += len(vals)
+        with np.errstate(under="ignore"):
+            return m / (1 - np.power(a, k))
+
+    def _use_log(self):
+        return self.log and all(t.positive for t in self.terms.values())
+
+    def _map(self, v):
+        return np.log10(np.maximum(v, 1e-300)) if self._use_log() else v
+
+    def _refresh_shown(self):
+        for t in self.terms.values():
+            t.peaks_raw.clear()
+            t.peaks_smooth.clear()
+            t.shown_raw.clear()
+            t.shown_raw.extend(self._map(t.raw.v))
+            t.shown_smooth.clear()
+            t.shown_smooth.extend(self._map(t.smooth.v))
+        self.dirty = True
+
+    def _set_alpha(self, v):
+        self.alpha = v / 1000.0
+        for t in self.terms.values():
+            t.zi = None
+            t.smooth.clear()
+            if len(t.raw):
+                t.smooth.extend(self._ema(t, t.raw.v))
+        self._refresh_shown()
+        self._update_label()
+
+    def _update_label(self):
+        self.smooth_label.setText(f"{self.alpha:.3f}")
+
+    def _set_log(self, on):
+        self.log = on
+        self._refresh_shown()
+
+    def _relayout(self, *a):
+        self.dirty = True
+
+    # ------------------------------------------------------------ drawing
+    def draw(self) -> bool:
+        if self.dirty and time.perf_counter() - self._last_draw < 1.0 / self.MAX_HZ:
+            return False      # a 1M-point redraw 10 times a second is plenty
+        return super().draw()
+
+    def _draw(self):
+        self._last_draw = time.perf_counter()
+        use_log = self._use_log()
+        self.pi.getAxis("left").setLogMode(use_log)
+        self.pi.setLabel("left", "loss (log scale)" if use_log else "loss")
+        self.log_box.setEnabled(all(t.positive for t in self.terms.values()))
+        show_raw = self.raw_box.isChecked() and self.alpha > 0
+        for i, (name, t) in enumerate(self.terms.items()):
+            if name not in self.curves:
+                c = theme.series_color(i)
+                raw = pg.PlotDataItem(pen=pg.mkPen(*c, 70), skipFiniteCheck=True)
+                sm = pg.PlotDataItem(pen=pg.mkPen(*c, 255, width=2), name=name, skipFiniteCheck=True)
+                for item in (raw, sm):
+                    item.setDownsampling(auto=True, method="peak")
+                    item.setClipToView(True)
+                self.pi.addItem(raw)
+                self.pi.addItem(sm)
+                self.curves[name] = (raw, sm)
+            raw, sm = self.curves[name]
+            if len(t.steps) == 0:
+                continue
+            if show_raw:
+                raw.setData(*self._series(t, t.shown_raw.v, t.peaks_raw))
+                raw.setVisible(True)
+            else:
+                raw.setVisible(False)
+            sm.setData(*self._series(t, t.shown_smooth.v, t.peaks_smooth))
+        has = any(len(t.steps) for t in self.terms.values())
+        self.empty.setVisible(not has)
+        vb = self.pi.getViewBox()
+        (x0, x1), (y0, y1) = vb.viewRange()
+        self.status.setPos(x0, y0)
+        if self._hover_step is not None:
+            self._show_hover(self._hover_step)
+
+    def _series(self, t: Term, values, peaks: Peaks):
+        """Arrays to draw: the incremental peak pyramid while the view follows the whole
+        history; the visible slice, decimated on the fly, when the user has zoomed in."""
+        steps = t.steps.v
+        vb = self.pi.getViewBox()
+        if vb.autoRangeEnabled()[0] or len(values) <= Peaks.SMALL:
+            return peaks.arrays(steps, values)
+        (x0, x1), _ = vb.viewRange()
+        i0 = max(int(np.searchsorted(steps, x0)) - 1, 0)
+        i1 = min(int(np.searchsorted(steps, x1)) + 1, len(steps))
+        if i1 - i0 > 0.5 * len(steps):
+            return peaks.arrays(steps, values)
+        return decimate(steps[i0:i1], values[i0:i1])
+
+    def _range_changed(self, *a):
+        if not self.pi.getViewBox().autoRangeEnabled()[0]:
+            self.dirty = True       # zoomed or panned: re-slice the history at the new range
+
+    # ------------------------------------------------------------ hover
+    def _mouse(self, evt):
+        pos = evt[0]
+        vb = self.pi.getViewBox()
+        if not self.pi.sceneBoundingRect().contains(pos) or not self.terms:
+            self.vline.setVisible(False)
+            self.hover.setVisible(False)
+            self._hover_step = None
+            return
+        x = vb.mapSceneToView(pos).x()
+        self._hover_step = x
+        self._show_hover(x)
+
+    def _show_hover(self, x):
+        lines = []
+        step = None
+        for name, t in self.terms.items():
+            if not len(t.steps):
+                continue
+            s = t.steps.v
+            k = int(np.clip(np.searchsorted(s, x), 0, len(s) - 1))
+            if k > 0 and abs(s[k - 1] - x) < abs(s[k] - x):
+                k -= 1
+            step = s[k]
+            lines.append(f"{name}: {t.raw.v[k]:.4g}" + (f"  (smoothed {t.smooth.v[k]:.4g})" if self.alpha > 0 else ""))
+        if step is None:
+            return
+        self.vline.setPos(step)
+        self.vline.setVisible(True)
+        self.hover.setText(f"step {int(step)}\n" + "\n".join(lines))
+        (x0, x1), (y0, y1) = self.pi.getViewBox().viewRange()
+        self.hover.setPos(x1, y1)
+        self.hover.setVisible(True)
+
+    def value_at_end(self, name="loss"):
+        t = self.terms.get(name)
+        return None if t is None or not len(t.raw) else float(t.raw.v[-1])

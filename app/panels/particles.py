@@ -1,0 +1,258 @@
+"""Particles: the chosen sampler running on the current model, particle by particle.
+
+The worker runs Run.sample(n, sampler, options, callback=...) and records the trajectory
+(every callback's x, decimated to at most a few hundred frames); long runs also stream the
+latest x so the particles move while the sampler is still working. The panel plays the
+trajectory back, a scrubber replays any moment of it, and optional trails show the paths of
+a subset of particles. With "loop" on, a new trajectory is asked for from the latest model
+whenever a playback has ended, so the animation follows training.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from .. import theme
+from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
+
+TRAIL_PARTICLES = 300
+TRAIL_FRAMES = 40
+
+
+class ParticlesPanel(Panel):
+    title = "Particles"
+    requestParticles = QtCore.Signal(int)
+    frameShown = QtCore.Signal(object)      # dict(i, t, sigma) of the frame on screen
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.traj = None
+        self.frame = -1
+        self.play_t0 = None
+        self.hold_until = None
+        self.waiting = False
+        self.live = None
+        self.last_step = -1
+        self.model_step = 0
+        self.sampler_name = ""
+
+        self.plot = plot_widget("Sampler particles", "x₁", "x₂", aspect=True)
+        self.pi = self.plot.getPlotItem()
+        self.data = Points(theme.DATA, alpha=70, size=2)
+        self.data.setZValue(-5)
+        self.pi.addItem(self.data)
+        self.trails = pg.PlotCurveItem(pen=pg.mkPen(*theme.SAMPLES, 60), connect="finite", skipFiniteCheck=True)
+        self.pi.addItem(self.trails)
+        self.points = Points(theme.SAMPLES, alpha=200, size=3)
+        self.pi.addItem(self.points)
+        self.img = pg.ImageItem()
+        self.pi.addItem(self.img)
+        self.img.setVisible(False)
+        leg = self.pi.addLegend(offset=(-5, -5), labelTextColor=theme.FG)
+        self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
+                                         symbolBrush=pg.mkBrush(*theme.DATA, 200))
+        self._leg_part = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
+                                         symbolBrush=pg.mkBrush(*theme.SAMPLES, 230))
+        leg.addItem(self._leg_data, "data")
+        leg.addItem(self._leg_part, "particles")
+        self.text = info_text(self.pi)
+        self.empty = centered_message(self.pi)
+
+        self.sample_btn = QtWidgets.QPushButton("Sample")
+        self.sample_btn.setToolTip("Run the sampler now on the current model (EMA weights)")
+        self.sample_btn.clicked.connect(self.request)
+        self.n = QtWidgets.QSpinBox()
+        self.n.setRange(1, 200000)
+        self.n.setValue(1000)
+        self.n.setSingleStep(500)
+        self.n.setToolTip("Number of particles")
+        self.loop = QtWidgets.QCheckBox("loop")
+        self.loop.setChecked(True)
+        self.loop.setToolTip("Sample again with the latest model whenever a playback ends")
+        self.trail_box = QtWidgets.QCheckBox("trails")
+        self.trail_box.setToolTip(f"Paths of {TRAIL_PARTICLES} particles over the last {TRAIL_FRAMES} recorded steps")
+        self.trail_box.toggled.connect(lambda *a: self._show(self.frame, force=True))
+        self.play_btn = QtWidgets.QToolButton()
+        self.play_btn.setText("▶")
+        self.play_btn.setToolTip("Replay the last trajectory")
+        self.play_btn.clicked.connect(self.replay)
+        self.scrub = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.scrub.setToolTip("Time scrubber: drag to any step of the last trajectory")
+        self.scrub.setRange(0, 0)
+        self.scrub.sliderMoved.connect(self._scrubbed)
+        self.duration = QtWidgets.QComboBox()
+        for s in ("1 s", "2.5 s", "5 s", "10 s"):
+            self.duration.addItem(s, float(s.split()[0]))
+        self.duration.setCurrentIndex(1)
+        self.duration.setToolTip("How long one playback of the trajectory lasts")
+
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.sample_btn)
+        row.addWidget(self.n)
+        row.addWidget(self.loop)
+        row.addWidget(self.trail_box)
+        row.addWidget(self.duration)
+        row2 = QtWidgets.QHBoxLayout()
+        row2.addWidget(self.play_btn)
+        row2.addWidget(self.scrub, 1)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(row)
+        lay.addWidget(self.plot, 1)
+        lay.addLayout(row2)
+        self.empty.setText("Waiting for the model…")
+
+    # ------------------------------------------------------------ state
+    def reset(self, info):
+        super().reset(info)
+        self.traj, self.frame, self.live = None, -1, None
+        self.play_t0 = self.hold_until = None
+        self.waiting = False
+        self.points.setData(None)
+        self.trails.setData([], [])
+        self.scrub.setRange(0, 0)
+        self.text.setText("")
+        img = bool(info.get("is_image"))
+        self.img.setVisible(img)
+        self.data.setVisible(not img)
+        self.pi.setAspectLocked(True)
+        if img:
+            self.n.setValue(min(self.n.value(), 36))
+            self.data.setData(None)
+            self.pi.setLabel("bottom", "")
+            self.pi.setLabel("left", "")
+        else:
+            self.data.setData(info.get("preview"))
+            b = info.get("bounds")
+            if b:
+                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
+        self.empty.setText("Sampling…" if info.get("samplers") else f"{info.get('title')} has no sampler to animate")
+        self.empty.setVisible(True)
+
+    def set_sampler_name(self, name: str):
+        self.sampler_name = name
+
+    def request(self):
+        if not self.info:
+            return
+        self.waiting = True
+        self.hold_until = None
+        self.requestParticles.emit(int(self.n.value()))
+
+    def on_snapshot(self, snap):
+        self.model_step = snap.step
+
+    def on_message(self, kind, payload):
+        if kind == "trajectory":
+            self.waiting = False
+            self.live = None
+            if payload is None:
+                return
+            self.traj = payload
+            self.last_step = payload.get("step", -1)
+            F = len(payload["frames"])
+            self.scrub.setRange(0, F - 1)
+            self.replay()
+        elif kind == "progress":
+            self.live = payload
+            self.dirty = True
+
+    def replay(self):
+        if self.traj is None:
+            return
+        self.play_t0 = time.perf_counter()
+        self.hold_until = None
+        self.dirty = True
+
+    def _scrubbed(self, v):
+        self.play_t0 = None
+        self.hold_until = None
+        self._show(int(v))
+
+    # ------------------------------------------------------------ drawing
+    def draw(self) -> bool:
+        # animation is time-driven: mark dirty while a playback is running
+        if self.play_t0 is not None or self.hold_until is not None:
+            self.dirty = True
+        return super().draw()
+
+    def _draw(self):
+        now = time.perf_counter()
+        if self.live is not None and self.waiting and self.play_t0 is None:
+            p = self.live
+            self._set_points(p["x"])
+            tot = f"/{p['total']}" if p.get("total") else ""
+            self.text.setText(f"{self.sampler_name or 'sampler'}: running, step {p['i']}{tot}"
+                              f"  ({p['elapsed']:.1f} s)")
+            self.empty.setVisible(False)
+            self.frameShown.emit(dict(i=p["i"], t=p.get("t"), sigma=p.get("sigma")))
+            return
+        if self.traj is None:
+            return
+        F = len(self.traj["frames"])
+        if self.play_t0 is not None:
+            dur = float(self.duration.currentData() or 2.5)
+            f = int((now - self.play_t0) / dur * F)
+            if f >= F - 1:
+                f = F - 1
+                self.play_t0 = None
+                self.hold_until = now + 0.8
+            self._show(f)
+        elif self.hold_until is not None and now >= self.hold_until:
+            self.hold_until = None
+            if self.loop.isChecked() and not self.waiting and self.model_step != self.last_step:
+                self.request()
+
+    def _set_points(self, x):
+        x = np.asarray(x)
+        if x.ndim >= 3:       # images (n, C, H, W)
+            show_image_grid(self.img, x[:36])
+            self.pi.setRange(xRange=(0, self.img.width()), yRange=(0, self.img.height()), padding=0.02)
+        else:
+            self.points.setData(x)
+
+    def _show(self, f, force=False):
+        if self.traj is None or f < 0:
+            return
+        F = len(self.traj["frames"])
+        f = min(f, F - 1)
+        if f == self.frame and not force:
+            return
+        self.frame = f
+        fr = self.traj["frames"][f]
+        self._set_points(fr)
+        self.empty.setVisible(False)
+        if self.scrub.value() != f:
+            self.scrub.blockSignals(True)
+            self.scrub.setValue(f)
+            self.scrub.blockSignals(False)
+        if self.trail_box.isChecked() and fr.ndim == 2:
+            k0 = max(0, f - TRAIL_FRAMES)
+            seg = self.traj["frames"][k0:f + 1, :TRAIL_PARTICLES, :2]          # (K, P, 2)
+            K, P = seg.shape[:2]
+            xs = np.full((P, K + 1), np.nan)
+            ys = np.full((P, K + 1), np.nan)
+            xs[:, :K] = seg[:, :, 0].T
+            ys[:, :K] = seg[:, :, 1].T
+            self.trails.setData(xs.ravel(), ys.ravel())
+        else:
+            self.trails.setData([], [])
+        tr = self.traj
+        t, s, i = tr["t"][f], tr["sigma"][f], int(tr["i"][f])
+        parts = [f"{tr.get('sampler') or self.sampler_name or 'sampler'}: step {i + 1}/{tr['steps']}"]
+        if not math.isnan(t):
+            parts.append(f"t = {t:.3g}")
+        if not math.isnan(s):
+            parts.append(f"σ = {s:.3g}")
+        nfe = tr.get("nfe")
+        head = "   ".join(parts)
+        sub = f"{len(fr)} particles · model of step {tr.get('step', '?')}" + (f" · {nfe} network evaluations" if nfe else "")
+        self.text.setText(head + "\n" + sub)
+        self.frameShown.emit(dict(i=i, t=None if math.isnan(t) else t, sigma=None if math.isnan(s) else s))
+
+    def particle_count(self) -> int:
+        return self.points.count()

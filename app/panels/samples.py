@@ -1,0 +1,142 @@
+"""Samples: generated points over the data, refreshed every few seconds of training, with the
+sample-quality metric from Run.evaluate: the energy distance to held-out data in multiples of
+the iid level (the energy distance between two independent draws of the data: 1x is perfect).
+Image datasets show the samples as an image grid.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from .. import theme
+from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
+
+
+class SamplesPanel(Panel):
+    title = "Samples"
+    refreshRequested = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.samples = None
+        self.metrics = {}
+        self.step = None
+        self.history = []          # (step, energy_distance_x_iid)
+        self.sampler_name = ""
+        self.plot = plot_widget("Generated samples", "x₁", "x₂", aspect=True)
+        self.pi = self.plot.getPlotItem()
+        self.data = Points(theme.DATA, alpha=110, size=2)
+        self.data.setZValue(-5)
+        self.pi.addItem(self.data)
+        self.points = Points(theme.SAMPLES, alpha=200, size=3)
+        self.pi.addItem(self.points)
+        self.img = pg.ImageItem()
+        self.pi.addItem(self.img)
+        leg = self.pi.addLegend(offset=(-5, -5), labelTextColor=theme.FG)
+        self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
+                                         symbolBrush=pg.mkBrush(*theme.DATA, 200))
+        self._leg_s = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
+                                      symbolBrush=pg.mkBrush(*theme.SAMPLES, 230))
+        leg.addItem(self._leg_data, "data")
+        leg.addItem(self._leg_s, "samples")
+        self.legend = leg
+        self.text = info_text(self.pi)
+        self.empty = centered_message(self.pi)
+
+        self.n = QtWidgets.QSpinBox()
+        self.n.setRange(10, 100000)
+        self.n.setValue(1000)
+        self.n.setSingleStep(500)
+        self.n.setToolTip("Number of samples drawn each refresh (the metric uses up to 2000)")
+        self.n.valueChanged.connect(lambda *a: self.wantChanged.emit())
+        self.every = QtWidgets.QDoubleSpinBox()
+        self.every.setRange(0.5, 600)
+        self.every.setValue(3.0)
+        self.every.setSuffix(" s")
+        self.every.setToolTip("While training, draw fresh samples this often (seconds)")
+        self.every.valueChanged.connect(lambda *a: self.wantChanged.emit())
+        self.refresh = QtWidgets.QPushButton("Refresh")
+        self.refresh.setToolTip("Draw new samples from the current model now")
+        self.refresh.clicked.connect(self.refreshRequested.emit)
+        self.show_data = QtWidgets.QCheckBox("data")
+        self.show_data.setChecked(True)
+        self.show_data.toggled.connect(lambda on: self.data.setVisible(on))
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("n"))
+        row.addWidget(self.n)
+        row.addWidget(QtWidgets.QLabel("every"))
+        row.addWidget(self.every)
+        row.addWidget(self.show_data)
+        row.addStretch(1)
+        row.addWidget(self.refresh)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(row)
+        lay.addWidget(self.plot, 1)
+
+    def reset(self, info):
+        super().reset(info)
+        self.samples, self.metrics, self.step = None, {}, None
+        self.history = []
+        img = bool(info.get("is_image"))
+        self.img.setVisible(img)
+        self.data.setVisible(not img and self.show_data.isChecked())
+        self.legend.setVisible(not img)
+        self.points.setData(None)
+        self.show_data.setEnabled(not img)
+        if img:
+            self.n.setValue(min(self.n.value(), 64))
+            self.data.setData(None)
+            self.pi.setLabel("bottom", "")
+            self.pi.setLabel("left", "")
+            self.pi.setTitle("Generated images", color=theme.FG, size="10pt")
+        else:
+            self.pi.setLabel("bottom", "x₁")
+            self.pi.setLabel("left", "x₂")
+            self.pi.setTitle("Generated samples", color=theme.FG, size="10pt")
+            self.data.setData(info.get("preview"))
+            b = info.get("bounds")
+            if b:
+                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
+        self.text.setText("")
+        self.empty.setText("Samples appear here a few seconds into training" if info.get("samplers") is not None
+                           else "")
+        self.empty.setVisible(True)
+
+    def set_sampler_name(self, name):
+        self.sampler_name = name
+
+    def want(self):
+        return dict(samples=dict(n=int(self.n.value()), every=float(self.every.value())))
+
+    def on_snapshot(self, snap):
+        if snap.samples is not None:
+            self.samples = snap.samples
+            self.metrics = dict(snap.metrics)
+            self.step = snap.metrics.get("samples_step", snap.step)
+            if "energy_distance_x_iid" in self.metrics:
+                self.history.append((self.step, self.metrics["energy_distance_x_iid"]))
+            self.dirty = True
+
+    def _draw(self):
+        if self.samples is None:
+            return
+        self.empty.setVisible(False)
+        x = np.asarray(self.samples)
+        if x.ndim >= 3:
+            show_image_grid(self.img, x[:64])
+            self.pi.setRange(xRange=(0, self.img.width()), yRange=(0, self.img.height()), padding=0.02)
+        else:
+            self.points.setData(x)
+        m = self.metrics
+        lines = [f"{len(x)} samples · model of step {self.step}" + (f" · {self.sampler_name}" if self.sampler_name else "")]
+        if "energy_distance_x_iid" in m:
+            r = m["energy_distance_x_iid"]
+            verdict = "≈ as good as fresh data" if r < 1.5 else "close" if r < 4 else "still far" if r < 30 else "far"
+            lines.append(f"energy distance = {r:.1f} × iid level  ({verdict})")
+        if "modes_covered" in m:
+            lines.append(f"modes covered: {m['modes_covered']}/{m['modes_total']}")
+        if m.get("nfe"):
+            lines.append(f"{m['nfe']} network evaluations in {m.get('sample_seconds', 0):.2f} s")
+        self.text.setText("\n".join(lines))

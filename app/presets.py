@@ -1,0 +1,54 @@
+"""Presets: TOML "lessons" in resources/presets/NAME.toml.
+
+    title = "..."              # shown in the Lessons menu and the lesson box
+    lesson = "..."             # what to look at, what to try
+    dataset = "moons"          # engines.data name (or a file path)
+    family = "ddpm"
+    sampler = "ddpm"           # "" = the family's default
+    [options]                  # the family's Config fields
+    [sampler_options]          # the sampler's options dataclass fields
+    [train]                    # engines.config.TrainConfig fields
+    [view]                     # optional: field_level, particles, speed
+"""
+from __future__ import annotations
+
+import glob
+import os
+import tomllib
+
+from engines.config import ConfigError, RunConfig, TrainConfig, build
+
+from .theme import RESOURCES
+
+PRESET_DIR = os.path.join(RESOURCES, "presets")
+DEFAULT = "moons_ddpm"
+META = ("title", "lesson", "view")
+
+
+def names() -> list[str]:
+    return sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(PRESET_DIR, "*.toml")))
+
+
+def path(name: str) -> str:
+    return name if os.path.isfile(name) else os.path.join(PRESET_DIR, f"{name}.toml")
+
+
+def load(name: str) -> dict:
+    """dict(name, title, lesson, view, cfg: RunConfig). ConfigError for a missing or bad preset."""
+    p = path(name)
+    if not os.path.isfile(p):
+        raise ConfigError(f"no preset named {name!r}; presets: {', '.join(names()) or '-'}")
+    try:
+        with open(p, "rb") as f:
+            d = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"preset {name}: not valid TOML ({e})") from None
+    meta = {k: d.pop(k, None) for k in META}
+    known = {"dataset", "family", "options", "sampler", "sampler_options", "train"}
+    bad = sorted(set(d) - known)
+    if bad:
+        raise ConfigError(f"preset {name}: unknown key {bad[0]!r} (known: {', '.join(sorted(known | set(META)))})")
+    train = build(TrainConfig, d.pop("train", {}))
+    cfg = RunConfig(train=train, **d)
+    return dict(name=os.path.splitext(os.path.basename(p))[0], title=meta["title"] or name,
+                lesson=(meta["lesson"] or "").strip(), view=dict(meta["view"] or {}), cfg=cfg)
