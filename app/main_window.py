@@ -135,7 +135,7 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidget(inner)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(330)
+        scroll.setMinimumWidth(350)
         self.controls_dock = QtWidgets.QDockWidget("Controls", self)
         self.controls_dock.setObjectName("controls")
         self.controls_dock.setWidget(scroll)
@@ -174,7 +174,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitDockWidget(dk["schedule"], dk["stats"], H)
         self.tabifyDockWidget(dk["stats"], dk["views"])
         dk["stats"].raise_()
-        self.resizeDocks([self.controls_dock], [340], H)
+        self.resizeDocks([self.controls_dock], [360], H)
         self.resizeDocks([dk["field"], dk["losses"]], [580, 400], V)
         self.resizeDocks([dk["field"], dk["particles"], dk["samples"]], [420, 420, 420], H)
         self.resizeDocks([dk["losses"], dk["schedule"], dk["stats"]], [560, 360, 340], H)
@@ -560,8 +560,11 @@ class MainWindow(QtWidgets.QMainWindow):
             if lvl is not None and p.get("level"):
                 self.field.level.set_value(lvl)
                 self._pending_level = None
-            if not p.get("trainable", True):
+            trainable = p.get("trainable", True)
+            if not trainable:
                 self.set_playing(False)
+            for a in (self.play_action, self.step_action):
+                a.setEnabled(trainable)
             self._note_play(self.playing)
             self._update_want()
             if self.panel_visible("particles") and p.get("samplers") is not None:
@@ -584,7 +587,8 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 self.progress.setVisible(False)
                 if p:
-                    self.stats.set_values(nfe=f"{p['nfe']:,} ({p['steps']} steps)",
+                    self.stats.set_values(nfe=(f"{p['nfe']:,} ({p['steps']} steps)" if p["nfe"] else
+                                               f"no network ({p['steps']} steps)"),
                                           sample_time=f"{p['seconds']:.2f} s")
         elif kind == "state":
             if p["playing"] != self.playing:
@@ -610,7 +614,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     rss=f"{peak_rss_mb():.0f} MB")
         if i:
             vals.update(run=f"{i['title']} on {os.path.basename(str(self.dataset))}",
-                        device=f"{i['device']} ({i['threads']} threads)", parameters=f"{i['parameters']:,}")
+                        device=f"{i['device']} ({i['threads']} torch thread{'s' if i['threads'] != 1 else ''})", parameters=f"{i['parameters']:,}")
         if self.lr is not None:
             vals["lr"] = f"{self.lr:g}"
         m = self.samples.metrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import pyqtgraph as pg
-from PySide6 import QtGui
+from PySide6 import QtGui, QtWidgets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESOURCES = os.path.join(ROOT, "resources")
@@ -26,6 +26,11 @@ SERIES = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114,
           (213, 94, 0), (204, 121, 167), (200, 200, 200)]
 
 HEAT_CMAP = "viridis"
+LEGEND_BRUSH = (27, 29, 35, 210)       # legends stay readable over heat maps and dense points
+
+
+def legend(plot: pg.PlotItem, offset=(-5, -5)):
+    return plot.addLegend(offset=offset, labelTextColor=FG, brush=LEGEND_BRUSH, pen=(70, 75, 88))
 
 
 def series_color(i: int):
@@ -34,6 +39,13 @@ def series_color(i: int):
 
 def setup_pyqtgraph():
     pg.setConfigOptions(antialias=False, background=BG, foreground=FG, imageAxisOrder="row-major")
+
+
+def fast_view(view):
+    """QGraphicsView settings for live plots: no 2-pixel antialiasing margin around update
+    rectangles (antialiasing is off), which otherwise spill every data update into the axes."""
+    view.setOptimizationFlag(QtWidgets.QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing, True)
+    return view
 
 
 def style_sheet() -> str:
@@ -82,7 +94,11 @@ def style_plot(plot: pg.PlotItem, title: str = "", x: str = "", y: str = "", gri
         plot.showGrid(x=True, y=True, alpha=GRID)
     for name in ("left", "bottom", "right", "top"):
         # ticks point out of the plot: an inward tick makes the axis' bounding rect reach into
-        # the view, and then every update of the data repaints the axis and its labels too
-        plot.getAxis(name).setStyle(tickLength=5)
+        # the view, and then every update of the data repaints the axis and its labels too;
+        # a repaint that does happen blits a cached pixmap instead of re-rendering the text
+        ax = plot.getAxis(name)
+        ax.setStyle(tickLength=5)
+        ax.enableAutoSIPrefix(False)        # "(x0.001)" scaling confuses more than it helps
+        ax.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
     plot.getViewBox().setMenuEnabled(True)
     return plot

@@ -165,7 +165,7 @@ class Worker(QtCore.QThread):
         self._force_views = True
         self._force_samples = False
         self._particles_req = None
-        self._chunk = 4
+        self._chunk = 1             # grows to CHUNK_S of work: a slow model stays responsive
         self._budget, self._t_budget = 0.0, time.perf_counter()
         last_emit = 0.0
         last_field = last_views = -1e9
@@ -481,7 +481,7 @@ class Worker(QtCore.QThread):
         if not frames or meta[-1][0] != state["count"] - 1:
             lt = state["latest"][1] if state["latest"] else {}
             frames.append(final)
-            meta.append((state["count"], _f(lt.get("t")), _f(lt.get("sigma"))))
+            meta.append((state["count"] - 1, _f(lt.get("t")), _f(lt.get("sigma"))))
         self.total_steps_hint[key] = state["count"]
         m = np.asarray(meta, dtype=float).reshape(-1, 3)
         self._post("trajectory", dict(frames=np.stack(frames), i=m[:, 0], t=m[:, 1], sigma=m[:, 2],

@@ -238,18 +238,25 @@ class Run:
                 res[k] = (v - 2 * math.log(self.scale) if k == "log_density" else v).reshape(resolution, resolution)
             else:
                 res[k] = v
-        mix = self.family.context.get("mixture_data")
-        if mix is not None and "score" in res:
-            sig = self.level_sigma(level)  # None unless the family says which noised data its field is
-            if sig is not None:
-                res["true_score"] = mix_score_vp(mix, pts, *sig).numpy().reshape(resolution, resolution, 2)
+        mix = self.family.context.get("mixture")
+        fn = getattr(self.family, "level_alpha_sigma", None)  # which noised data the field is of
+        if mix is not None and "score" in res and fn is not None:
+            # the forward process runs in normalized coordinates (alpha shrinks toward the normalized
+            # origin, not the data's), so the exact score is taken there and mapped back: / scale
+            a, s = fn(level)
+            ts = mix_score_vp(mix, self.to_norm(pts), a, s) / self.scale
+            res["true_score"] = ts.numpy().reshape(resolution, resolution, 2)
         return res
 
     def views(self, request: dict | None = None) -> dict:
         """The family's extra pictures, with normalized data coordinates mapped back (see Family.views)."""
         out = {}
+        request = dict(request or {})
+        if self.is_image and "data" not in request:  # a fixed handful of data images to noise / encode
+            idx = torch.randperm(len(self.train_data), generator=torch.Generator().manual_seed(0))[:8]
+            request["data"] = self.train_data[idx.to(self.train_data.device)]
         with torch.no_grad():
-            raw = self.family.views(request or {})
+            raw = self.family.views(request)
         sh, sc = self.shift.numpy(), self.scale
         for name, v in raw.items():
             v = dict(v)

@@ -200,8 +200,10 @@ def probability_flow(score_fn, x, sde, rtol=1e-5, atol=1e-5, eps=1e-3, method="d
         return drift
 
     ts = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
-    # adaptive solvers otherwise step past eps and interpolate back, evaluating the score at t < 0
-    # (where the VP std is NaN): step_t makes the last step land exactly on eps
-    options = {"step_size": (sde.T - eps) / 100} if method in ("euler", "rk4", "midpoint") else {"step_t": ts[-1:]}
+    # adaptive solvers otherwise probe a first step and step past eps (then interpolate back),
+    # reading the score at t < 0 where the VP std is NaN: a given first step and step_t keep
+    # every evaluation inside [eps, T]
+    h = (sde.T - eps) / 100
+    options = {"step_size": h} if method in ("euler", "rk4", "midpoint") else {"step_t": ts[-1:], "first_step": h}
     out = odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=options)
     return out[-1]

@@ -15,6 +15,7 @@ from engines.data.files import EXTENSIONS, DataFileError, load_points_file
 
 from .. import theme
 from ..panels.base import Points, show_image_grid
+from .form import combo
 
 DRAW_RANGE = 3.0          # the canvas is [-3, 3]^2
 DRAWING = "drawing"
@@ -61,7 +62,7 @@ class DatasetPicker(QtWidgets.QWidget):
         self._rng = np.random.default_rng(0)
         self._cache: dict = {}
 
-        self.combo = QtWidgets.QComboBox()
+        self.combo = combo()
         self.combo.setToolTip("The training data. Analytic mixtures (8gaussians, 25gaussians, gmm) "
                               "also give the exact score for comparison.")
         for n in D.names():
@@ -171,9 +172,10 @@ class DatasetPicker(QtWidgets.QWidget):
         else:
             self.img.setVisible(False)
             self.points.setData(x)
-            lo, hi = x.min(0), x.max(0)
+            lo, hi = x.min(0).astype(float), x.max(0).astype(float)
             c, half = (lo + hi) / 2, float((hi - lo).max()) / 2 * 1.15 + 1e-3
-            self.view.setRange(xRange=(c[0] - half, c[0] + half), yRange=(c[1] - half, c[1] + half), padding=0)
+            cx, cy = float(c[0]), float(c[1])       # python floats: float32 ranges overflow in pyqtgraph's limits
+            self.view.setRange(xRange=(cx - half, cx + half), yRange=(cy - half, cy + half), padding=0)
             n = len(data) if data is not None else None
             self.label.setText(f"{os.path.basename(name)}" + (f": {n} points" if n else ""))
         self._place_label()

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from engines import families
 from engines.config import ConfigError, build
 
-from .form import ConfigForm
+from .form import ConfigForm, combo
 
 
 def discover() -> tuple[dict, dict]:
@@ -35,7 +35,7 @@ class FamilyPicker(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.classes, self.broken = discover()
-        self.combo = QtWidgets.QComboBox()
+        self.combo = combo()
         model = self.combo.model()
         for name in families.names():
             cls = self.classes.get(name)
@@ -105,7 +105,7 @@ class SamplerPicker(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.samplers: dict = {}
-        self.combo = QtWidgets.QComboBox()
+        self.combo = combo()
         self.combo.setToolTip("How samples and particles are generated from the trained model")
         self.combo.activated.connect(self._picked)
         self.form_holder = QtWidgets.QVBoxLayout()

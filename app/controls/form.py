@@ -15,6 +15,14 @@ from engines.config import ConfigError, build, describe
 INT_MAX = 2 ** 31 - 1
 
 
+def combo() -> QtWidgets.QComboBox:
+    """A combo box whose width does not follow its longest item (the left dock stays narrow)."""
+    c = QtWidgets.QComboBox()
+    c.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    c.setMinimumContentsLength(6)
+    return c
+
+
 def tooltip(d: dict) -> str:
     parts = []
     if d.get("help"):
@@ -87,7 +95,7 @@ class ConfigForm(QtWidgets.QWidget):
             ed.setChecked(bool(d["default"]))
             ed.toggled.connect(lambda *_: self._commit(name))
         elif d.get("choices"):
-            ed = QtWidgets.QComboBox()
+            ed = combo()
             for c in d["choices"]:
                 ed.addItem(str(c), c)
             ed.setCurrentIndex(max(0, ed.findData(d["default"])))

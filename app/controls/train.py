@@ -6,7 +6,7 @@ from PySide6 import QtCore, QtWidgets
 
 from engines.config import TrainConfig, describe
 
-from .form import ConfigForm, tooltip
+from .form import ConfigForm, combo, tooltip
 
 LIVE = ("lr", "batch", "grad_clip")     # changed in the running Run; the rest restart it
 
@@ -37,7 +37,7 @@ class TrainSettings(QtWidgets.QWidget):
         self.seed.setKeyboardTracking(False)
         self.seed.setToolTip(tooltip(spec["seed"]))
         self.seed.valueChanged.connect(lambda v: self.changed.emit("seed", int(v)))
-        self.device = QtWidgets.QComboBox()
+        self.device = combo()
         for d in devices():
             self.device.addItem(d.upper(), d)
         self.device.setToolTip("Where the network trains: CPU, or CUDA when torch sees a GPU")

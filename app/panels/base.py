@@ -58,7 +58,7 @@ def plot_widget(title="", x="", y="", aspect=False, grid=None) -> pg.PlotWidget:
     """A labelled plot. No grid on spatial (aspect-locked) plots: an axis that draws grid
     lines covers the whole view, so every particle update would repaint the axes and their
     text (the main cost of a frame); the x/y ticks are enough there."""
-    w = pg.PlotWidget()
+    w = theme.fast_view(pg.PlotWidget())
     theme.style_plot(w.getPlotItem(), title, x, y, grid=(not aspect) if grid is None else grid)
     # a fixed axis width: an auto-sized one follows its tick labels, and with a locked aspect
     # a wider label changes the range, which changes the labels... (a re-layout every frame)
@@ -160,9 +160,9 @@ class Points(pg.GraphicsObject):
         ix = x.astype(np.int64) - x0
         iy = y.astype(np.int64) - y0
         ok = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
-        counts = np.bincount(iy[ok] * W + ix[ok], minlength=W * H).reshape(H, W)     # (H, W) int
+        counts = np.bincount(iy[ok] * W + ix[ok], minlength=W * H).astype(np.uint16).reshape(H, W)
         if s > 1:                                           # each point covers s x s pixels
-            c = counts.copy()
+            c = counts.copy()                               # (uint16: 4x less memory traffic)
             for k in range(1, s):
                 c[:, k:] += counts[:, :-k]
             counts = c.copy()
@@ -170,7 +170,7 @@ class Points(pg.GraphicsObject):
                 counts[k:, :] += c[:-k, :]
             x0, y0 = x0 - s // 2, y0 - s // 2
         np.minimum(counts, len(self._lut) - 1, out=counts)
-        img = self._lut[counts]                             # (H, W, 4) BGRA, premultiplied
+        img = np.take(self._lut, counts, axis=0)            # (H, W, 4) BGRA premultiplied; take() >> fancy indexing
         q = QtGui.QImage(img.data, W, H, 4 * W, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
         p.save()
         p.resetTransform()

@@ -117,19 +117,20 @@ class FieldPanel(Panel):
         self.img = pg.ImageItem()
         self.img.setZValue(-10)
         self.pi.addItem(self.img)
-        self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=theme.HEAT_CMAP, interactive=False, width=14,
-                                    label="log10 |score|")
+        self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=theme.HEAT_CMAP, interactive=False, width=14)
+        self.cbar.axis.enableAutoSIPrefix(False)
         self.cbar.setImageItem(self.img, insert_in=self.pi)
         self.data = Points(theme.DATA, alpha=90, size=2)
         self.data.setZValue(-5)
         self.pi.addItem(self.data)
-        self.arrows = pg.PlotCurveItem(pen=pg.mkPen(*theme.MODEL, 230, width=1.2), connect="pairs",
+        # 1-pixel cosmetic pens take Qt's fast line path (wider pens are stroked as polygons)
+        self.arrows = pg.PlotCurveItem(pen=pg.mkPen(*theme.MODEL, 235, width=1), connect="pairs",
                                        skipFiniteCheck=True)
-        self.true_arrows = pg.PlotCurveItem(pen=pg.mkPen(*theme.TRUE, 220, width=1.2), connect="pairs",
+        self.true_arrows = pg.PlotCurveItem(pen=pg.mkPen(*theme.TRUE, 230, width=1), connect="pairs",
                                             skipFiniteCheck=True)
         self.pi.addItem(self.arrows)
         self.pi.addItem(self.true_arrows)
-        self.legend = self.pi.addLegend(offset=(-5, -5), labelTextColor=theme.FG)
+        self.legend = theme.legend(self.pi, (-5, -5))
         self.legend.addItem(self.arrows, "learned score")
         self.text = info_text(self.pi)
         self.empty = centered_message(self.pi)
@@ -188,7 +189,7 @@ class FieldPanel(Panel):
             self.data.setData(info.get("preview"))
             b = info.get("bounds")
             if b:
-                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
+                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0.04)   # room for the edge arrows
         self.arrows.setData([], [])
         self.true_arrows.setData([], [])
         self.img.clear()
@@ -287,9 +288,18 @@ class FieldPanel(Panel):
             lo, hi = np.percentile(z, [1, 99])
             if hi <= lo:
                 hi = lo + 1e-6
-            self.img.setImage(z.astype(np.float32), autoLevels=False)
+            # sticky colour levels: re-scale (and repaint the colour bar) only when the range
+            # has moved by more than 15%, not on every field update
+            old = getattr(self, "_levels", None)
+            if old is not None and old[2] == label:
+                span = old[1] - old[0]
+                if abs(lo - old[0]) < 0.15 * span and abs(hi - old[1]) < 0.15 * span:
+                    lo, hi = old[0], old[1]
+            self._levels = (lo, hi, label)
+            self.img.setImage(z.astype(np.float32), autoLevels=False, levels=(lo, hi))
             self.img.setRect(QtCore.QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * R, dy * R))
-            self.cbar.setLevels((float(lo), float(hi)))
+            if self.cbar.levels() != (float(lo), float(hi)):
+                self.cbar.setLevels((float(lo), float(hi)))
             if label != getattr(self, "_cbar_label", None):   # a new label re-lays out the plot
                 self._cbar_label = label
                 self.cbar.axis.setLabel(label)
@@ -307,7 +317,7 @@ class FieldPanel(Panel):
             head = f"{sym} = {lv:.3g}" if isinstance(lv, float) else f"{sym} = {lv}"
             a_s = f.get("alpha_sigma")
             if a_s:
-                head += f"   (noised data: {a_s[0]:.2f}·x + N(0, {a_s[1]:.2g}²) in data units)"
+                head += f"    x_noisy = {a_s[0]:.2f}·x + {a_s[1]:.2g}·z"
             lines.insert(0, head)
         self.text.setText("\n".join(lines))
 

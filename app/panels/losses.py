@@ -145,9 +145,11 @@ class LossesPanel(Panel):
         self._message = ""
         self._hover_step = None
 
-        self.plot = plot_widget("Training losses", "training step", "loss")
+        # no grid: grid lines make the axes repaint over the whole plot at every update;
+        # hovering shows exact values instead
+        self.plot = plot_widget("Training losses", "training step", "loss", grid=False)
         self.pi = self.plot.getPlotItem()
-        self.legend = self.pi.addLegend(offset=(-10, 10), labelTextColor=theme.FG)
+        self.legend = theme.legend(self.pi, (-10, 10))
         for c in (self.pi,):
             c.setClipToView(True)
             c.setDownsampling(auto=True, mode="peak")

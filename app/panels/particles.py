@@ -52,7 +52,7 @@ class ParticlesPanel(Panel):
         self.img = pg.ImageItem()
         self.pi.addItem(self.img)
         self.img.setVisible(False)
-        leg = self.pi.addLegend(offset=(-5, -5), labelTextColor=theme.FG)
+        leg = theme.legend(self.pi, (-5, -5))
         self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
                                          symbolBrush=pg.mkBrush(*theme.DATA, 200))
         self._leg_part = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
@@ -248,9 +248,8 @@ class ParticlesPanel(Panel):
             parts.append(f"t = {t:.3g}")
         if not math.isnan(s):
             parts.append(f"σ = {s:.3g}")
-        nfe = tr.get("nfe")
         head = "   ".join(parts)
-        sub = f"{len(fr)} particles · model of step {tr.get('step', '?')}" + (f" · {nfe} network evaluations" if nfe else "")
+        sub = f"{len(fr)} particles · model of step {tr.get('step', '?')}"
         self.text.setText(head + "\n" + sub)
         self.frameShown.emit(dict(i=i, t=None if math.isnan(t) else t, sigma=None if math.isnan(s) else s))
 

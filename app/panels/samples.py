@@ -33,7 +33,7 @@ class SamplesPanel(Panel):
         self.pi.addItem(self.points)
         self.img = pg.ImageItem()
         self.pi.addItem(self.img)
-        leg = self.pi.addLegend(offset=(-5, -5), labelTextColor=theme.FG)
+        leg = theme.legend(self.pi, (-5, -5))
         self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
                                          symbolBrush=pg.mkBrush(*theme.DATA, 200))
         self._leg_s = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,

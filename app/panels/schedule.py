@@ -13,12 +13,27 @@ from .base import Panel
 STACK_MAX = 4      # more curves than this share one plot with a legend
 
 
+def _geometric(x, y) -> bool:
+    """Draw y on a log axis when it is positive, spans more than a decade and is closer to a
+    straight line in log space than in linear space (a geometric sigma ladder, not a cosine)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(y) < 3 or (y <= 0).any() or y.max() / y.min() < 10:
+        return False
+
+    def r2(v):
+        c = np.polyfit(x, v, 1)
+        res = v - np.polyval(c, x)
+        return 1 - res.var() / max(v.var(), 1e-300)
+    return r2(np.log(y)) > r2(y) + 0.05
+
+
 class SchedulePanel(Panel):
     title = "Schedule"
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.glw = pg.GraphicsLayoutWidget()
+        self.glw = theme.fast_view(pg.GraphicsLayoutWidget())
         self.glw.setMinimumSize(160, 140)
         self.plots: list[pg.PlotItem] = []
         self.markers: list[pg.InfiniteLine] = []
@@ -64,7 +79,7 @@ class SchedulePanel(Panel):
                 if first is None:
                     first = p
                     if not stack:
-                        p.addLegend(labelTextColor=theme.FG)
+                        theme.legend(p, (-5, 5))
                 else:
                     p.setXLink(first)
                 m = pg.InfiniteLine(angle=90, pen=pg.mkPen(*theme.MARKER, 220, width=2))
@@ -75,15 +90,13 @@ class SchedulePanel(Panel):
             x, y = np.asarray(x, float), np.asarray(y, float)
             curve = pg.PlotDataItem(x, y, pen=pg.mkPen(*theme.series_color(i), width=2), name=name)
             self.plots[-1].addItem(curve)
-            if stack:
-                # a log axis where the curve spans decades (betas, sigmas)
-                pos = y[np.isfinite(y)]
-                if len(pos) and (pos > 0).all() and pos.max() / max(pos.min(), 1e-300) > 100:
-                    self.plots[-1].setLogMode(y=True)
-                    self.plots[-1].setLabel("left", f"{name} (log)")
+            if stack and _geometric(x, y):
+                self.plots[-1].setLogMode(y=True)
+                self.plots[-1].setLabel("left", f"{name} (log)")
         self.note.setText("Red line: where the sampler is now (during the particle animation).")
 
     def set_time(self, frame: dict):
+        self.draws += 1
         v = frame.get("sigma") if self.x_kind == "sigma" else frame.get("t")
         if v is None:
             for m in self.markers:

@@ -98,7 +98,7 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None):
         item.setZValue(-10)
         plot.addItem(item)
     elif kind == "curves":
-        plot.addLegend(labelTextColor=theme.FG, offset=(-5, 5))
+        theme.legend(plot, (-5, 5))
         for i, (name, (x, y)) in enumerate(dict(v["curves"]).items()):
             plot.addItem(pg.PlotDataItem(np.asarray(x, float), np.asarray(y, float),
                                          pen=pg.mkPen(*theme.series_color(i), width=2), name=str(name)))
@@ -125,7 +125,7 @@ class ViewsPanel(Panel):
         self.views: dict | None = None
         self._layout_key = None
         self.plots: dict[str, pg.PlotItem] = {}
-        self.glw = pg.GraphicsLayoutWidget()
+        self.glw = theme.fast_view(pg.GraphicsLayoutWidget())
         self.glw.setMinimumSize(160, 140)
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)

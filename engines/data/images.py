@@ -6,8 +6,9 @@ Built-in sets register themselves in `engines.data.IMAGES` (name -> fn(n, genera
   digits_binary  the 8x8 digits thresholded at half intensity: values in {-1, 1}
   shapes         16x16 antialiased circles, squares and triangles at random positions and sizes
   shapes_binary  the same shapes without antialiasing, values in {-1, 1}
-The digit sets hold 1797 images: n <= 1797 gives n distinct digits; a larger n gives every
-digit once (shuffled) and then draws the rest with replacement, so the set has duplicates.
+The digit sets are finite, like a user's file: n <= 1797 gives n distinct digits, a larger n
+gives all 1797 (shuffled), not n. Duplicates would add nothing to training (batches are drawn
+with replacement anyway) and would fake a too-low "iid" floor for the sample metrics.
 
 User images (`load_images`): a folder of PNG/JPEG/BMP/GIF/WebP/TIFF files (read with Pillow),
 one such image file, a .npy/.npz array (N, H, W), (N, C, H, W) or (N, H, W, C), or an
@@ -56,16 +57,13 @@ def _digits_np() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pick(n: int, total: int, g: torch.Generator) -> torch.Tensor:
-    """n indices into range(total): distinct when n <= total, else every index once then
-    the rest drawn with replacement."""
-    perm = torch.randperm(total, generator=g)
-    if n <= total:
-        return perm[:n]
-    return torch.cat([perm, torch.randint(0, total, (n - total,), generator=g)])
+    """min(n, total) distinct indices into range(total), in random order."""
+    return torch.randperm(total, generator=g)[:n]
 
 
 def digits_with_labels(n: int | None = None, g: torch.Generator | None = None, size: int = 8):
-    """(images (n, 1, size, size) in [-1, 1], labels (n,)); n=None: all 1797 in file order."""
+    """(images (m, 1, size, size) in [-1, 1], labels (m,)), m = min(n, 1797) in random order;
+    n=None: all 1797 in file order."""
     x, y = _digits_np()
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     if n is not None:
@@ -77,7 +75,7 @@ def digits_with_labels(n: int | None = None, g: torch.Generator | None = None, s
 
 
 def digits(n: int, g: torch.Generator) -> torch.Tensor:
-    """8x8 handwritten digits (scikit-learn / UCI optdigits): (n, 1, 8, 8) in [-1, 1]."""
+    """8x8 handwritten digits (scikit-learn / UCI optdigits): (min(n, 1797), 1, 8, 8) in [-1, 1]."""
     return digits_with_labels(n, g)[0]
 
 
@@ -98,14 +96,15 @@ SHAPE_KINDS = ("circle", "square", "triangle")
 def make_shapes(n: int, g: torch.Generator, size: int = 16, antialias: bool = True,
                 return_labels: bool = False):
     """n images (n, 1, size, size) of one white shape on black (-1): a circle, an axis-aligned
-    square or an upright equilateral triangle, its centre and size uniform at random with the
-    shape fully inside the frame. Antialiasing: 4x4 supersampling, the pixel value is the
-    covered fraction. Deterministic given the generator. labels: 0 circle, 1 square, 2 triangle."""
+    square or an upright equilateral triangle, its centre and size uniform at random, the shape
+    inside the frame with a 1-pixel background border. Antialiasing: 4x4 supersampling, the
+    pixel value is the covered fraction. Deterministic given the generator.
+    labels: 0 circle, 1 square, 2 triangle."""
     kind = torch.randint(0, 3, (n,), generator=g)
     # r: circumradius (circle radius, square half-diagonal, triangle circumradius), in pixels
     r = size * (0.18 + 0.17 * torch.rand(n, generator=g))                   # (n,)
     half = torch.where(kind == 1, r / 2 ** 0.5, r)                         # half extent in x
-    lo, hi = half + 0.5, size - half - 0.5
+    lo, hi = half + 1.0, size - half - 1.0                                # a clean 1-pixel border
     cx = lo + (hi - lo) * torch.rand(n, generator=g)
     cy = lo + (hi - lo) * torch.rand(n, generator=g)
     ss = 4 if antialias else 1

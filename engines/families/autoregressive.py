@@ -214,12 +214,12 @@ class Autoregressive(Family):
         if self.images or self.dim != 2:
             return {}
         net = self.model
-        lim = self.cfg.range if self.cfg.conditional == "histogram" else 3.0
-        v = torch.linspace(-lim, lim, 400, device=self.device)                      # (400,)
+        lim = self.cfg.range
+        v = torch.linspace(-lim, lim, 401, device=self.device)                      # (401,)
         cs = (request or {}).get("x1_values", (-1.5, -0.5, 0.5, 1.5))
         xs = v.cpu().numpy()
         curves = {"p(x1)": (xs, net.log_prob_1d(net.params(v[:, None], 0), v).exp().cpu().numpy())}
         for c in cs:
-            x = torch.stack([torch.full_like(v, float(c)), v], 1)                   # (400, 2)
+            x = torch.stack([torch.full_like(v, float(c)), v], 1)                   # (401, 2)
             curves[f"p(x2 | x1={c:g})"] = (xs, net.log_prob_1d(net.params(x, 1), v).exp().cpu().numpy())
         return dict(conditionals=dict(kind="curves", title="conditionals (normalized units)", curves=curves))

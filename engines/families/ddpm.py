@@ -3,6 +3,7 @@ sample ancestrally (Algorithm 2) or with DDIM(eta) from the same trained model."
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -119,3 +120,49 @@ class DDPM(Family):
 
     def sampler_levels(self, sampler, options):
         return None
+
+    @torch.no_grad()
+    def views(self, request=None):
+        """Images only. trajectory: x_t of k samples along the reverse chain (fixed noise, so the
+        strip is comparable as training goes on), `frames` columns from t=T-1 to 0. forward: rows of
+        data x_0, x_t ~ q(x_t|x_0) (DDPM eq. 4) at t = request["level"], and the model's
+        x0_hat = (x_t - sqrt(1-abar_t) eps_theta) / sqrt(abar_t). score_magnitude: per-pixel
+        |s(x_t, t)| = |eps_theta| / sqrt(1 - abar_t), scaled so its max is white.
+        request["data"]: a few normalized data images (the Run passes them)."""
+        if len(self.data_shape) != 3:
+            return {}
+        request = request or {}
+        k, frames = int(request.get("trajectories", 4)), int(request.get("frames", 10))
+        g = torch.Generator(self.device).manual_seed(0)
+        key = (request.get("sampler"), repr(request.get("options")), k, frames)
+        old = getattr(self, "_traj_cache", None)
+        # a whole chain is T network calls: at most one every 3 s however often the views are asked for
+        if old is None or old[0] != key or time.perf_counter() - old[1] > 3.0:
+            xs = []
+            self.sample(k, request.get("sampler"), request.get("options"), generator=g,
+                        callback=lambda info: xs.append(info["x"]))
+            pick = torch.linspace(0, len(xs) - 1, min(frames, len(xs))).round().long().tolist()
+            traj = torch.stack([xs[i] for i in pick], 1)                  # (k, F, C, H, W)
+            view = dict(kind="images", title="reverse process: x_t from t = T-1 (left) to 0 (right)",
+                        images=traj.reshape((-1,) + self.data_shape).clamp(-1, 1).cpu().numpy(), nrow=len(pick))
+            self._traj_cache = old = (key, time.perf_counter(), view)
+        out = dict(trajectory=old[2])
+        x0 = request.get("data")
+        if x0 is None or len(x0) == 0:
+            return out
+        x0 = torch.as_tensor(x0, dtype=torch.float32, device=self.device)  # (m, C, H, W)
+        t = int(self.level["default"] if request.get("level") is None else round(request["level"]))
+        t = min(max(t, 0), self.cfg.T - 1)
+        a, s = float(self._sqrt_abar[t]), float(self._sqrt_1m[t])
+        xt = a * x0 + s * torch.randn(x0.shape, generator=g, device=self.device)
+        eps = self.eps_fn()(xt, torch.full((len(x0),), t, device=self.device, dtype=torch.long))
+        x0_hat = (xt - s * eps) / a
+        rows = torch.cat([x0, xt, x0_hat]).clamp(-1, 1)
+        mag = eps.norm(dim=1, keepdim=True) / s                           # (m, 1, H, W)
+        top = float(mag.max())
+        out["forward"] = dict(kind="images", nrow=len(x0), images=rows.cpu().numpy(),
+                              title=f"t = {t}: data x_0 / noised x_t / model's x0_hat")
+        out["score_magnitude"] = dict(kind="images", nrow=len(x0), vmax=top,
+                                      images=(mag / max(top, 1e-12) * 2 - 1).cpu().numpy(),
+                                      title=f"|score(x_t, t)| per pixel at t = {t} (white = {top:.3g})")
+        return out

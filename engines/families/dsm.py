@@ -30,14 +30,14 @@ from .. import samplers as S
 from ..config import ConfigError, opt
 from ..nets import EnergyMLP, energy_score, mlp
 from .base import Family
-from .options import LangevinOptions
 
 SMOOTH_ACTS = ("silu", "softplus", "tanh", "gelu")
 
 
 @dataclass
-class ScoreLangevinOptions(LangevinOptions):
-    """Langevin options for the single-level score families, plus where the particles start."""
+class ScoreLangevinOptions:
+    """Langevin options for the single-level score families: LangevinOptions' step_size and
+    n_steps (not its sigma: there is one noise level), plus where the particles start."""
     step_size: float = opt(0.01, "Langevin step size eps (normalized data units squared)",
                            "x <- x + eps/2 s(x) + sqrt(eps) z", lo=1e-7, hi=10.0, log=True)
     n_steps: int = opt(500, "number of Langevin steps", lo=1, hi=100000)
@@ -156,9 +156,7 @@ class DSM(SingleScoreFamily):
     def loss(self, x, generator=None):
         sigma = self.cfg.sigma
         z = torch.randn(x.shape, generator=generator, device=x.device)   # (B, *shape)
-        xt = x + sigma * z
-        if self.cfg.model == "energy":
-            xt = xt.requires_grad_(True)
+        xt = x + sigma * z                                              # x~ ~ q_sigma(x~ | x)
         s = self.score(xt, self.net, create_graph=True)                 # (B, *shape)
         if self.cfg.weighting == "sigma2":
             r = sigma * s + z

@@ -20,7 +20,6 @@ to the constant -log Z (see `field_notes`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,11 +59,12 @@ class EBMConfig:
     depth: int = opt(3, "hidden layers of the energy MLP", lo=1, hi=16)
     act: str = opt("silu", "activation (smooth, since Langevin follows grad E)", choices=("silu", "softplus", "gelu", "tanh"))
     negatives: str = opt("langevin", "MCMC that draws the negative samples x- from the model",
-                         "langevin: x <- x - eps/2 grad E + noise sqrt(eps) z; mh: accept x + s z w.p. min(1, e^{U(x)-U(x')})",
+                         "langevin: x <- x - eps/2 grad E + noise sqrt(eps) z; "
+                         "mh: accept x + s z w.p. min(1, e^{U(x)-U(x')})",
                          choices=("langevin", "mh"))
     mcmc_steps: int = opt(20, "MCMC steps per training step (short-run chains)", lo=1, hi=10000)
-    step_size: float = opt(0.05, "Langevin step size eps of the training chains (normalized units^2)", "x <- x - eps/2 grad E(x) + noise sqrt(eps) z",
-                           lo=1e-6, hi=10.0, log=True)
+    step_size: float = opt(0.05, "Langevin step size eps of the training chains (normalized units^2)",
+                           "x <- x - eps/2 grad E(x) + noise sqrt(eps) z", lo=1e-6, hi=10.0, log=True)
     noise: float = opt(0.3, "Langevin noise scale of the training chains; the model density is exp(-E / noise^2), "
                        "so below 1 the net's E is a 'cold' energy (1: plain Langevin on exp(-E))",
                        "x <- x - eps/2 grad E(x) + noise sqrt(eps) z;  p(x) ∝ exp(-E(x) / noise^2)", lo=1e-3, hi=10.0)

@@ -61,6 +61,13 @@ class ExactLangevinOptions(LangevinOptions):
     sigma: float = opt(0.0, "noise level the score is read at (0: the data itself)", lo=0.0, hi=1000.0)
 
 
+@dataclass
+class ExactAnnealedOptions(AnnealedLangevinOptions):
+    """More steps per level than for a learned score: broad modes relax slowly at the small
+    steps alpha_i of the low levels, and the exact score costs little."""
+    steps_per_level: int = opt(100, "Langevin steps T at each noise level", lo=1, hi=10000)
+
+
 def noised_mixture(mix, x: torch.Tensor, alpha, sigma):
     """Score (N, D) and log-density (N,) at x (N, D) of alpha x0 + sigma z, x0 ~ mix.
     alpha, sigma: floats or per-sample (N,) tensors. Differentiable in x (for ODE divergences)."""
@@ -84,7 +91,7 @@ class ExactScore(Family):
                "what a perfect model would give, so sampler error shows on its own.")
     capabilities = frozenset({"score", "density", "likelihood", "noise_levels", "schedule", "analytic"})
     Config = ExactConfig
-    samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions, "annealed_langevin": AnnealedLangevinOptions,
+    samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions, "annealed_langevin": ExactAnnealedOptions,
                 "langevin": ExactLangevinOptions, "euler_maruyama": ReverseSDEOptions, "pc": PCOptions,
                 "ode": ODEOptions}
     default_sampler = "euler_maruyama"

@@ -101,6 +101,7 @@ class GAN(Family):
     Config = GANConfig
     samplers = {"generator": GeneratorOptions}
     default_sampler = "generator"
+    betas = (0.5, 0.9)                   # Adam betas: beta1 = 0.5 as in DCGAN (Radford et al. 2016)
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
@@ -123,10 +124,10 @@ class GAN(Family):
 
     # ---------------------------------------------------------------- training
     def optimizers(self, make):
-        """[opt_G, opt_D], Adam with beta1 = 0.5 (DCGAN; beta2 = 0.9 as in WGAN-GP)."""
-        opt_g = make(self.net.G.parameters(), betas=(0.5, 0.9))
+        """[opt_G, opt_D], Adam with `self.betas`."""
+        opt_g = make(self.net.G.parameters(), betas=self.betas)
         g0 = opt_g.param_groups[0]["lr"]
-        opt_d = make(self.net.D.parameters(), lr=g0 * self.cfg.d_lr_mult, betas=(0.5, 0.9))
+        opt_d = make(self.net.D.parameters(), lr=g0 * self.cfg.d_lr_mult, betas=self.betas)
         return [opt_g, opt_d]
 
     def loss(self, batch, generator=None):
@@ -248,6 +249,7 @@ class WGANGP(GAN):
     title = "Wasserstein GAN"
     summary = "A 1-Lipschitz critic estimates the Wasserstein distance; the generator lowers it."
     Config = WGANConfig
+    betas = (0.0, 0.9)                   # Adam betas of WGAN-GP Algorithm 1: no momentum for the game
 
     def d_loss(self, real, fake, generator=None):
         """Critic loss E f(G(z)) - E f(x) (+ lambda E (|grad f(x_hat)|_2 - 1)^2, Gulrajani et al. Alg. 1)."""

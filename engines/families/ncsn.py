@@ -52,7 +52,7 @@ class NCSNLangevinOptions(LangevinOptions):
     sigma: float = opt(0.0, "noise level the score is read at (0: the smallest, sigma_L)", lo=0.0, hi=1000.0)
 
 
-def uniform_box(n, data_shape, generator, device, half_width: float = 3.0):
+def uniform_box(n, data_shape, generator, device, half_width: float = 4.0):
     """The usual Langevin start: uniform noise, U[-w, w] per coordinate, (n, *data_shape)."""
     u = torch.rand((n,) + tuple(data_shape), generator=generator, device=device)
     return (2 * u - 1) * half_width

@@ -70,7 +70,8 @@ def gibbs(rbm: RBMParams, v, steps: int, generator=None, callback=None, to_image
 @torch.no_grad()
 def ais_log_partition(rbm: RBMParams, n_chains: int = 100, n_betas: int = 1000, generator=None) -> float:
     """Annealed importance sampling estimate of log Z (Salakhutdinov & Murray 2008, sec. 4): anneal
-    from the base RBM A (W = 0, c = 0, visible biases b_A = b) with log Z_A = sum softplus(b) + H log 2,
+    from the base RBM A (W = 0, c = 0, visible biases b_A = b; at beta = 0 the H hidden units each
+    contribute a factor 2, so log Z_A = sum softplus(b_A) + H log 2),
     through p_k(v) ∝ exp((1 - beta_k) b_A^T v + beta_k b^T v) prod_j (1 + exp(beta_k (c_j + v^T W_:j))),
     to the model; log Z ≈ log Z_A + log mean_chains exp(sum_k [log p*_k(v_{k-1}) - log p*_{k-1}(v_{k-1})])."""
     W, b, c = rbm.W, rbm.b, rbm.c
@@ -79,7 +80,7 @@ def ais_log_partition(rbm: RBMParams, n_chains: int = 100, n_betas: int = 1000, 
     betas = torch.linspace(0, 1, n_betas + 1, device=W.device).tolist()
 
     def log_pstar(v, beta):  # (N, V) -> (N,), the unnormalized log p_k (A's hidden units summed out)
-        return (1 - beta) * (v @ bA) + beta * (v @ b) + F.softplus(beta * (v @ W + c)).sum(1) + (1 - beta) * H * math.log(2)
+        return (1 - beta) * (v @ bA) + beta * (v @ b) + F.softplus(beta * (v @ W + c)).sum(1)
 
     v = torch.bernoulli(torch.sigmoid(bA).expand(n_chains, V), generator=generator)
     logw = torch.zeros(n_chains, device=W.device)
@@ -107,7 +108,7 @@ def exact_log_partition(rbm: RBMParams) -> float:
 class RBMConfig:
     hidden: int = opt(100, "number of hidden units H (each one learns a filter)", "E(v,h) = -b^T v - c^T h - v^T W h", lo=1, hi=4096)
     k: int = opt(1, "Gibbs steps per training step (CD-k / PCD-k)", "v_model = (Gibbs)^k (start)", lo=1, hi=1000)
-    pcd: bool = opt(True, "persistent contrastive divergence: continue chains from the previous step instead of "
+    pcd: bool = opt(False, "persistent contrastive divergence: continue chains from the previous step instead of "
                     "restarting them at the data (Tieleman 2008)", "start = persistent chains (PCD) or v_data (CD)")
     chains: int = opt(256, "number of persistent chains (PCD)", lo=1, hi=100000)
     init_std: float = opt(0.01, "standard deviation of the initial weights W", lo=0.0, hi=1.0)
@@ -202,7 +203,7 @@ class RBM(Family):
     @torch.no_grad()
     def views(self, request=None):
         W = self.model.W.detach()                                                   # (V, H)
-        n = min(int((request or {}).get("n", 64)), W.shape[1])
+        n = min(int((request or {}).get("n", W.shape[1])), W.shape[1])
         f = W[:, :n].T                                                              # (n, V)
         f = f / f.abs().amax(1, keepdim=True).clamp(min=1e-8)
         out = dict(filters=dict(kind="images", title="filters: columns of W (each scaled to [-1, 1])",

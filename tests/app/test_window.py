@@ -1,0 +1,259 @@
+"""The main window end to end (offscreen): Play trains and every visible panel updates, Pause
+stops, Step is exactly one step, family and dataset switch mid-run, drawings train, bad files
+and bad settings are refused without losing anything, a NaN loss and a worker exception pause
+the run with a message, closing mid-training stops the thread.
+
+One window is shared by the tests of this module (they run in order) to keep the suite fast.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from PySide6 import QtCore, QtWidgets
+
+from app.main_window import MainWindow
+
+
+@pytest.fixture(scope="module")
+def win(themed_app, wait_until):
+    w = MainWindow()
+    w.show()
+    wait_until(lambda: bool(w.info), 60, "the first run to be ready")
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def settle(win, pump, wait_until):
+    """Wait until the worker has stopped sending new steps (after a pause)."""
+    last = [-1]
+
+    def stable():
+        pump(0.25)
+        same = win.step == last[0]
+        last[0] = win.step
+        return same
+    wait_until(stable, 20, "the step count to settle")
+
+
+def test_opens_on_moons_ddpm_ready_to_play(win):
+    assert win.cfg.dataset == "moons" and win.cfg.family == "ddpm"
+    assert win.info["family"] == "ddpm" and not win.playing
+    assert win.play_action.isEnabled()
+    assert (1200, 800) <= (win.width(), win.height())
+    # the hyper-parameter form is generated from the family's config, tooltips name formulas
+    ed = win.family.form.editors["T"]
+    assert "formula" in ed.toolTip() and "abar" in ed.toolTip()
+
+
+def test_play_trains_and_every_visible_panel_updates(win, pump, wait_until):
+    visible = [k for k in win.panels if win.panel_visible(k)]
+    assert {"field", "particles", "samples", "losses", "schedule", "stats"} <= set(visible)
+    before = {k: win.panels[k].draws for k in visible}
+    win.set_playing(True)
+    wait_until(lambda: win.step >= 300, 60, "300 training steps")
+    wait_until(lambda: all(win.panels[k].draws > before[k] for k in visible) and win.samples.step, 30,
+               "every visible panel to redraw")
+    loss = win.losses.terms["loss"].raw.v
+    assert len(loss) >= 300 and np.isfinite(loss).all()
+    assert loss[-50:].mean() < 0.8 * loss[:50].mean()           # it learns
+    assert win.field.arrow_count() == win.field.resolution ** 2
+    assert win.particles.particle_count() > 0
+    assert win.samples.metrics.get("energy_distance_x_iid", 0) > 0
+
+
+def test_pause_stops_the_step_count(win, pump, wait_until):
+    win.set_playing(True)
+    pump(0.3)
+    qtbot_key(win, QtCore.Qt.Key.Key_Space)                 # the Space shortcut pauses
+    assert not win.playing
+    settle(win, pump, wait_until)
+    s = win.step
+    pump(1.0)
+    assert win.step == s
+
+
+def test_step_advances_by_exactly_one(win, pump, wait_until):
+    settle(win, pump, wait_until)
+    s = win.step
+    win.step_once()
+    wait_until(lambda: win.step == s + 1, 10, "one step")
+    qtbot_key(win, QtCore.Qt.Key.Key_N)                     # the N shortcut
+    wait_until(lambda: win.step == s + 2, 10, "one more step")
+    pump(0.5)
+    assert win.step == s + 2 and not win.playing
+
+
+def test_bad_hyperparameter_shows_message_and_keeps_the_run(win, pump):
+    worker, step = win.worker, win.step
+    ed = win.train.form.editors["lr"]
+    ed.setText("-1")
+    ed.editingFinished.emit()
+    assert win.worker is worker and win.step == step            # nothing restarted, nothing lost
+    assert "lr" in win.errors[-1][1] and "below" in win.errors[-1][1]
+    assert win.train.form.error.isVisible()
+    ed.setText("0.002")
+    ed.editingFinished.emit()
+    assert not win.train.form.error.isVisible() and win.worker is worker
+
+
+def test_malformed_file_shows_the_error_and_keeps_the_dataset(win, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\n3,abc\n")
+    worker, dataset = win.worker, win.dataset
+    assert win.datasets.open_file(str(bad)) is False
+    title, text = win.errors[-1]
+    assert "bad.csv" in text and "row 3" in text                # the engine's DataFileError message
+    assert win._msgbox is not None and win._msgbox.isVisible() and "row 3" in win._msgbox.text()
+    assert win.dataset == dataset and win.worker is worker
+    assert win.datasets.combo.currentData() == dataset
+    win._msgbox.close()
+
+
+def test_good_file_trains(win, tmp_path, wait_until):
+    good = tmp_path / "ring.csv"
+    th = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    np.savetxt(good, np.stack([np.cos(th), np.sin(th)], 1), delimiter=",", header="x,y", comments="")
+    assert win.datasets.open_file(str(good))
+    wait_until(lambda: win.info.get("n_data") == 400, 30, "the file run")
+    assert win.dataset == str(good)
+
+
+def test_drawn_dataset_trains(win, pump, wait_until):
+    win.datasets.enter_draw_mode()
+    view = win.datasets.view
+    pump(0.1)
+    vb = win.datasets.box
+    for x, y in [(-1.5, 0.0), (-1.0, 0.5), (-0.5, 1.0), (0.0, 1.2), (0.5, 1.0), (1.0, 0.5), (1.5, 0.0), (0.0, -1.0)]:
+        sp = vb.mapViewToScene(QtCore.QPointF(x, y))
+        vp = view.mapFromScene(sp)
+        from pytestqt.qtbot import QtBot
+        QtBot.mouseClick(view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=vp)
+    n = len(win.datasets.drawing)
+    assert n >= 8 * 12 - 12                                     # the clicks painted points
+    assert abs(win.datasets.drawing[:, 1].max() - 1.2) < 0.3
+    assert win.datasets.use_drawing()
+    wait_until(lambda: win.info.get("n_data") == n, 30, "the drawing run")
+    assert win.dataset == "drawing"
+    win.set_playing(True)
+    wait_until(lambda: win.step >= 50, 30, "training on the drawing")
+    win.set_playing(False)
+    assert np.isfinite(win.losses.terms["loss"].raw.v).all()
+
+
+def test_switching_family_mid_run(win, pump, wait_until):
+    win.datasets.select("moons")
+    wait_until(lambda: win.info.get("n_data") == 20000, 30, "moons again")
+    others = [n for n, c in win.family.classes.items() if n != "ddpm" and c.trainable and "score" in c.capabilities]
+    if not others:
+        pytest.skip("no second trainable family is available yet")
+    win.set_playing(True)
+    wait_until(lambda: win.step >= 20, 30, "training before the switch")
+    old = win.worker
+    name = others[0]
+    i = win.family.combo.findData(name)
+    win.family.combo.setCurrentIndex(i)
+    win.family.combo.activated.emit(i)
+    assert win.worker is not old
+    wait_until(lambda: win.info.get("family") == name and win.step >= 20, 60, f"{name} training")
+    wait_until(lambda: old.isFinished(), 10, "the old worker to stop")
+    assert win.playing
+    win.set_playing(False)
+    i = win.family.combo.findData("ddpm")
+    win.family.combo.setCurrentIndex(i)
+    win.family.combo.activated.emit(i)
+    wait_until(lambda: win.info.get("family") == "ddpm", 30, "ddpm again")
+
+
+def test_nan_loss_pauses_and_says_so(win, pump, wait_until):
+    settle(win, pump, wait_until)
+    run = win.worker.run_obj                   # paused: the thread is not using it
+    n0 = len(win.errors)
+
+    def nan_loss(batch, generator=None):
+        return batch.sum() * float("nan"), {}
+    run.family.loss = nan_loss
+    win.set_playing(True)
+    wait_until(lambda: not win.playing, 20, "the run to pause")
+    assert any(t == "Training diverged" for t, _ in win.errors[n0:])
+    assert "nan" in win.errors[-1][1].lower() and "learning rate" in win.errors[-1][1]
+    win._msgbox.close()
+    win.restart("reset")                      # Reset rewinds to a fresh, healthy run
+    wait_until(lambda: bool(win.info), 30, "the reset run")
+    assert win.step == 0
+
+
+def test_worker_exception_shows_message_and_window_survives(win, pump, wait_until):
+    settle(win, pump, wait_until)
+    run = win.worker.run_obj
+    n0 = len(win.errors)
+
+    def boom(n=1):
+        raise RuntimeError("simulated failure inside training")
+    run.train = boom
+    win.set_playing(True)
+    wait_until(lambda: len(win.errors) > n0, 20, "the error message")
+    assert "simulated failure" in win.errors[-1][1]
+    wait_until(lambda: not win.playing, 5, "the pause")
+    assert win.isVisible() and win.worker.isRunning()
+    win._msgbox.close()
+    win.restart("reset")
+    wait_until(lambda: bool(win.info), 30, "the reset run")
+
+
+def test_reset_gives_the_same_initialization(win, pump, wait_until):
+    settle(win, pump, wait_until)
+    win.step_once(3)
+    wait_until(lambda: win.step == 3, 20, "3 steps")
+    first = win.losses.terms["loss"].raw.v.copy()
+    qtbot_key(win, QtCore.Qt.Key.Key_R)
+    wait_until(lambda: bool(win.info) and win.step == 0, 30, "the rewound run")
+    win.step_once(3)
+    wait_until(lambda: win.step == 3, 20, "3 steps again")
+    assert np.allclose(win.losses.terms["loss"].raw.v, first)  # same seed, same batches, same losses
+
+
+def test_views_menu_restores_a_closed_panel(win, pump):
+    dock = win.docks["losses"]
+    dock.close()
+    pump(0.1)
+    assert not win.panel_visible("losses")
+    act = dock.toggleViewAction()
+    assert act in win.view_menu.actions()
+    act.trigger()
+    pump(0.1)
+    assert win.panel_visible("losses")
+    win.docks["field"].close()
+    pump(0.1)
+    assert "field" not in win._want()                             # hidden panels cost nothing
+    win.restore_layout()
+    pump(0.1)
+    assert win.panel_visible("field") and "field" in win._want()
+
+
+def test_closing_mid_training_stops_the_worker(themed_app, wait_until):
+    w = MainWindow(autostart=True)
+    w.show()
+    wait_until(lambda: w.step > 5, 60, "training")
+    worker = w.worker
+    w.close()
+    assert worker.isFinished()
+    assert all(r.isFinished() for r in w._retiring)
+    w.deleteLater()
+
+
+def qtbot_key(win, key):
+    """Press a key as the user would: shortcuts need the window to be the active one."""
+    import time
+    from pytestqt.qtbot import QtBot
+    app = QtWidgets.QApplication.instance()
+    win.raise_()
+    win.activateWindow()
+    end = time.perf_counter() + 3
+    while QtWidgets.QApplication.activeWindow() is not win and time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+    assert QtWidgets.QApplication.activeWindow() is win
+    QtBot.keyClick(win, key)
