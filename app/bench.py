@@ -55,12 +55,15 @@ def app_round(app, win, seconds: float) -> tuple[float, float, float]:
     s0, f0 = win.step, win.frames
     tm0 = dict(win.worker.timing)
     win.heartbeat.reset()
+    c0 = time.thread_time()
     t0 = time.perf_counter()
     _pump(app, seconds)
     dt = time.perf_counter() - t0
+    gui_cpu = (time.thread_time() - c0) / dt
     steps, frames = win.step - s0, win.frames - f0
     late = win.heartbeat.percentile(99)
     share = {k: (win.worker.timing[k] - tm0[k]) / dt for k in tm0}
+    share["gui_cpu"] = gui_cpu
     win.set_playing(False)
     _pump(app, 0.3)
     return steps / dt, late, frames / dt, share
@@ -179,7 +182,10 @@ def main(argv=None) -> int:
         (f"panel frame rate ({fr['particles']:,} particles, {fr['arrows']} arrows, "
          f"{fr['loss_points']:,} loss points)", f"{fr['fps']:.0f} fps", ">= 30 fps"),
         ("panel frame time p50 / p95", f"{fr['frame_ms_p50']:.1f} / {fr['frame_ms_p95']:.1f} ms", ""),
-        ("worker time: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["worker_time_share"].items()), "", ""),
+        ("worker thread: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["worker_time_share"].items()
+                                       if k not in ("cpu", "gui_cpu")), "", ""),
+        ("CPU use: worker thread {:.0f}%, GUI thread {:.0f}% of one core".format(
+            100 * res["worker_time_share"]["cpu"], 100 * res["worker_time_share"]["gui_cpu"]), "", ""),
     ]
     w = max(len(r[0]) for r in rows)
     print(f"{'measure':<{w}}  {'value':>14}  goal")

@@ -345,6 +345,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._invalid(str(e))
             return False
         self._retire()
+        img = D.is_image(cfg.dataset) if self.data is None else self.data.ndim == 4
+        self.samples.set_image_mode(img)            # sizes of what the new worker is asked for
+        self.particles.set_image_mode(img)
         self.info = {}
         self.step = 0
         self._diverged_msg = ""
@@ -574,6 +577,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 f"{p['parameters']:,} parameters, {p['device']}" + ("" if self.playing else " — press Play (Space)"),
                 6000)
             self.step_label.setText("step 0")
+        elif kind == "progress_done":
+            self.progress.setVisible(False)
         elif kind in ("trajectory", "progress"):
             self.particles.on_message(kind, p)
             if kind == "progress":

@@ -39,12 +39,19 @@ FIELD_HZ = 10.0           # field re-evaluations per second while training
 VIEWS_HZ = 4.0            # family views per second while training
 CHUNK_S = 0.02            # training chunk length at full speed: commands answered within ~20 ms
 MAX_FRAMES = 240          # recorded trajectory frames (decimated by 2 when exceeded)
+SAMPLING_SHARE = 0.25     # background sampling (samples, particle loops) takes at most ~this
+                          # share of the worker's time while training: a slow model still trains
 PROGRESS_S = 0.1          # progress messages during sampling
 FRAME_HZ = 30.0           # the GUI's frame rate that "steps per frame" refers to
 
 
 class Cancelled(Exception):
     """Raised inside a sampler callback when the worker is asked to stop."""
+
+
+class Interrupted(Exception):
+    """Raised inside a background sampling job when a command is waiting: the job is dropped,
+    the command handled at once, and the job runs again later if it is still wanted."""
 
 
 class Worker(QtCore.QThread):
@@ -67,7 +74,7 @@ class Worker(QtCore.QThread):
         self.run_obj = None
         self.total_steps_hint: dict = {}
         # where the thread's time goes (seconds): read by the GUI benchmark
-        self.timing = dict(train=0.0, snapshot=0.0, samples=0.0, particles=0.0)
+        self.timing = dict(train=0.0, snapshot=0.0, samples=0.0, particles=0.0, cpu=0.0)
 
     # ================================================================ GUI side
     def send(self, cmd: str, **kw):
@@ -165,19 +172,23 @@ class Worker(QtCore.QThread):
         self._force_views = True
         self._force_samples = False
         self._particles_req = None
+        self._particles_not_before = 0.0
         self._chunk = 1             # grows to CHUNK_S of work: a slow model stays responsive
         self._budget, self._t_budget = 0.0, time.perf_counter()
         last_emit = 0.0
         last_field = last_views = -1e9
         field_step = views_step = -1
         self._last_samples, self._samples_step = time.perf_counter(), -1
+        self._samples_cost = 0.0
         while not self._stop.is_set():
+            self.timing["cpu"] = time.thread_time()      # this thread's CPU seconds so far
             idle = not (self.playing or self._dirty or self._particles_req or self._force_samples)
             self._handle_commands(run, block=idle)
             if self._stop.is_set() or not (self.playing or self._dirty or self._particles_req
                                            or self._force_samples):
                 continue
-            if self._particles_req is not None:
+            if self._particles_req is not None and (not self.playing or self._particles_req.get("now")
+                                                    or time.perf_counter() >= self._particles_not_before):
                 req, self._particles_req = self._particles_req, None
                 t1 = time.perf_counter()
                 final = self._particles(run, req)
@@ -200,7 +211,9 @@ class Worker(QtCore.QThread):
             if self._samples_due(run):
                 t1 = time.perf_counter()
                 samp = self._samples(run, self.want["samples"])
-                self.timing["samples"] += time.perf_counter() - t1
+                t2 = time.perf_counter()
+                self.timing["samples"] += t2 - t1
+                self._last_samples, self._samples_cost = t2, t2 - t1
                 if samp is not None:
                     self._emit(run, extra=samp)
                     last_emit = time.perf_counter()
@@ -287,13 +300,14 @@ class Worker(QtCore.QThread):
             due = True
         elif run.step == self._samples_step:
             due = False
-        elif self.playing:
-            due = now - self._last_samples >= float(w.get("every", 3.0))
+        elif self.playing:    # every `every` seconds, but never more than SAMPLING_SHARE of the time
+            wait = max(float(w.get("every", 3.0)), self._samples_cost * (1 / SAMPLING_SHARE - 1))
+            due = now - self._last_samples >= wait
         else:   # paused on a model the samples don't show yet
             due = now - self._last_samples >= 0.3
         if due:
             self._force_samples = False
-            self._last_samples, self._samples_step = now, run.step
+            self._samples_step = run.step
         return due
 
     def _emit(self, run, want=None, extra=None):
@@ -416,10 +430,28 @@ class Worker(QtCore.QThread):
     def _samples(self, run, w):
         counter, handle = self._count_nfe(run)
         t0 = time.perf_counter()
+        state = dict(last=t0, i=0)
+        key = (self.sampler, tuple(sorted(self.sampler_opts.items())))
+        total = self.total_steps_hint.get(key)
+
+        def cb(info):
+            if self._stop.is_set():
+                raise Cancelled()
+            if self._urgent(("stop", "step", "sampler", "want")):
+                raise Interrupted()
+            state["i"] += 1
+            now = time.perf_counter()
+            if now - t0 > 1.0 and now - state["last"] >= PROGRESS_S:
+                state["last"] = now
+                self._post("progress", dict(job="samples", i=state["i"], total=total, elapsed=now - t0))
         try:
-            x = run.sample(int(w.get("n", 1000)), self.sampler or None, self.sampler_opts,
-                           callback=self._cancel_check)
+            x = run.sample(int(w.get("n", 1000)), self.sampler or None, self.sampler_opts, callback=cb)
             metrics = run.evaluate(x)
+        except Interrupted:
+            self._samples_step = -1           # not done: try again right after the command
+            self._force_samples = True
+            self._post("progress_done", None)
+            return None
         except Cancelled:
             raise
         except Exception as e:
@@ -432,9 +464,11 @@ class Worker(QtCore.QThread):
         return dict(samples=x.numpy().copy(), metrics=metrics, nfe=counter[0],
                     seconds=time.perf_counter() - t0)
 
-    def _cancel_check(self, info):
-        if self._stop.is_set():
-            raise Cancelled()
+    def _urgent(self, kinds) -> bool:
+        """Is a command of one of these kinds waiting (one that makes the running sampling
+        job pointless, or that the user should not wait for)?"""
+        with self._cmds.mutex:
+            return any(c in kinds for c, _ in self._cmds.queue)
 
     def _particles(self, run, req):
         n = int(req.get("n", 1000))
@@ -447,6 +481,8 @@ class Worker(QtCore.QThread):
         def cb(info):
             if self._stop.is_set():
                 raise Cancelled()
+            if self._urgent(("stop", "particles", "sampler")):
+                raise Interrupted()
             c = state["count"]
             x = info["x"]
             if c % state["stride"] == 0:
@@ -461,12 +497,16 @@ class Worker(QtCore.QThread):
             now = time.perf_counter()
             if now - state["last"] >= PROGRESS_S:
                 state["last"] = now
-                self._post("progress", dict(i=c + 1, total=total, x=x.numpy().astype(np.float32, copy=True),
+                self._post("progress", dict(job="particles", i=c + 1, total=total,
+                                            x=x.numpy().astype(np.float32, copy=True),
                                             t=_f(info.get("t")), sigma=_f(info.get("sigma")), elapsed=now - t0))
 
         counter, handle = self._count_nfe(run)
         try:
             x = run.sample(n, self.sampler or None, self.sampler_opts, seed=req.get("seed"), callback=cb)
+        except Interrupted:
+            self._post("progress_done", None)
+            return None
         except Cancelled:
             raise
         except Exception as e:
@@ -478,6 +518,8 @@ class Worker(QtCore.QThread):
                 handle.remove()
         final = x.numpy().astype(np.float32, copy=True)
         self._last_nfe, self._last_seconds = counter[0], time.perf_counter() - t0
+        # while training, the next looped trajectory waits so sampling stays a minor share
+        self._particles_not_before = time.perf_counter() + self._last_seconds * (1 / SAMPLING_SHARE - 1)
         if not frames or meta[-1][0] != state["count"] - 1:
             lt = state["latest"][1] if state["latest"] else {}
             frames.append(final)

@@ -167,7 +167,7 @@ class DatasetPicker(QtWidgets.QWidget):
             self.points.setData(None)
             self.img.setVisible(True)
             h, w = show_image_grid(self.img, x[:36])[:2]
-            self.view.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+            self.view.setRange(xRange=(0, w), yRange=(0, h * 1.14), padding=0.02)   # room for the label
             self.label.setText(f"{name}: images {tuple(x.shape[1:])}")
         else:
             self.img.setVisible(False)

@@ -163,7 +163,8 @@ class FieldPanel(Panel):
         row2 = QtWidgets.QHBoxLayout()
         row2.addWidget(self.bg, 1)
         row2.addWidget(self.mode)
-        row2.addWidget(QtWidgets.QLabel("grid"))
+        self.res_label = QtWidgets.QLabel("grid")
+        row2.addWidget(self.res_label)
         row2.addWidget(self.res)
         row2.addWidget(self.true_box)
         row2.addWidget(self.data_box)
@@ -172,6 +173,11 @@ class FieldPanel(Panel):
         lay.addWidget(self.level)
         lay.addLayout(row2)
         lay.addWidget(self.plot, 1)
+        self.note = QtWidgets.QLabel("Images have no 2D field to draw.\nSee the Samples and Particles panels.")
+        self.note.setObjectName("hint")
+        self.note.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.note.setVisible(False)
+        lay.addWidget(self.note, 1)
         self._fill_backgrounds(("score",))
         self.empty.setText("Waiting for the model…")
 
@@ -181,8 +187,12 @@ class FieldPanel(Panel):
         self.field = None
         self.level.set_level(info.get("level"))
         self.true_box.setVisible(bool(info.get("analytic")))
-        if info.get("is_image"):
-            self.empty.setText("Images have no 2D field to draw:\nsee Samples and Particles")
+        img = bool(info.get("is_image"))
+        self.plot.setVisible(not img)
+        self.note.setVisible(img)
+        for w in (self.level, self.bg, self.mode, self.res, self.data_box, self.res_label):
+            w.setEnabled(not img)
+        if img:
             self.data.setData(None)
         else:
             self.empty.setText("Computing the field…")

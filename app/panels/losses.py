@@ -206,6 +206,7 @@ class LossesPanel(Panel):
         self._message = ""
         self.status.setText("")
         self.empty.setVisible(True)
+        self.legend.setVisible(False)
         self.empty.setText("Press Play: the loss of every step appears here" if info.get("trainable", True)
                            else f"{info.get('title', 'This family')} has nothing to train")
 
@@ -326,6 +327,7 @@ class LossesPanel(Panel):
             sm.setData(*self._series(t, t.shown_smooth.v, t.peaks_smooth))
         has = any(len(t.steps) for t in self.terms.values())
         self.empty.setVisible(not has)
+        self.legend.setVisible(has)
         vb = self.pi.getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         self.status.setPos(x0, y0)

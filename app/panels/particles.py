@@ -52,7 +52,7 @@ class ParticlesPanel(Panel):
         self.img = pg.ImageItem()
         self.pi.addItem(self.img)
         self.img.setVisible(False)
-        leg = theme.legend(self.pi, (-5, -5))
+        leg = self.legend = theme.legend(self.pi, (-5, -5))
         self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
                                          symbolBrush=pg.mkBrush(*theme.DATA, 200))
         self._leg_part = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
@@ -120,11 +120,12 @@ class ParticlesPanel(Panel):
         self.img.setVisible(img)
         self.data.setVisible(not img)
         self.pi.setAspectLocked(True)
+        for ax in ("left", "bottom"):
+            self.pi.showAxis(ax, not img)
+        self.legend.setVisible(not img)
+        self.trail_box.setEnabled(not img)
         if img:
-            self.n.setValue(min(self.n.value(), 36))
             self.data.setData(None)
-            self.pi.setLabel("bottom", "")
-            self.pi.setLabel("left", "")
         else:
             self.data.setData(info.get("preview"))
             b = info.get("bounds")
@@ -132,6 +133,16 @@ class ParticlesPanel(Panel):
                 self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
         self.empty.setText("Sampling…" if info.get("samplers") else f"{info.get('title')} has no sampler to animate")
         self.empty.setVisible(True)
+
+    def set_image_mode(self, img: bool):
+        """Before a run starts: image runs animate a 6 x 6 grid, point runs ~1000 particles."""
+        if img != getattr(self, "_img_mode", False):
+            self._img_mode = img
+            if img:
+                self._points_n = self.n.value()
+                self.n.setValue(36)
+            else:
+                self.n.setValue(getattr(self, "_points_n", 1000))
 
     def set_sampler_name(self, name: str):
         self.sampler_name = name
@@ -157,7 +168,7 @@ class ParticlesPanel(Panel):
             F = len(payload["frames"])
             self.scrub.setRange(0, F - 1)
             self.replay()
-        elif kind == "progress":
+        elif kind == "progress" and payload.get("job") == "particles":
             self.live = payload
             self.dirty = True
 

@@ -75,6 +75,16 @@ class SamplesPanel(Panel):
         lay.addLayout(row)
         lay.addWidget(self.plot, 1)
 
+    def set_image_mode(self, img: bool):
+        """Before a run starts: image runs draw a few dozen samples (a grid), point runs ~1000."""
+        if img != getattr(self, "_img_mode", False):
+            self._img_mode = img
+            if img:
+                self._points_n = self.n.value()
+                self.n.setValue(64)
+            else:
+                self.n.setValue(getattr(self, "_points_n", 1000))
+
     def reset(self, info):
         super().reset(info)
         self.samples, self.metrics, self.step = None, {}, None
@@ -85,15 +95,12 @@ class SamplesPanel(Panel):
         self.legend.setVisible(not img)
         self.points.setData(None)
         self.show_data.setEnabled(not img)
+        for ax in ("left", "bottom"):
+            self.pi.showAxis(ax, not img)
         if img:
-            self.n.setValue(min(self.n.value(), 64))
             self.data.setData(None)
-            self.pi.setLabel("bottom", "")
-            self.pi.setLabel("left", "")
             self.pi.setTitle("Generated images", color=theme.FG, size="10pt")
         else:
-            self.pi.setLabel("bottom", "x₁")
-            self.pi.setLabel("left", "x₂")
             self.pi.setTitle("Generated samples", color=theme.FG, size="10pt")
             self.data.setData(info.get("preview"))
             b = info.get("bounds")

@@ -17,7 +17,7 @@ from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
 from .base import Family
-from .ncsn import uniform_box
+from .ncsn import ladder_schedule, uniform_box
 from .options import AnnealedLangevinOptions, DDIMOptions, DDPMOptions, LangevinOptions, ODEOptions, ReverseSDEOptions, none_if
 from .score_sde import PCOptions, alpha_std, default_level, make_sde, ode_log_likelihood
 
@@ -38,7 +38,7 @@ class ExactConfig:
     sigma_max: float = opt(5.0, "largest sigma of the NCSN ladder and of the VE SDE (standardized units)",
                            lo=1e-3, hi=1000.0, log=True)
     sigma_min: float = opt(0.03, "smallest sigma of the NCSN ladder and of the VE SDE", lo=1e-5, hi=10.0, log=True)
-    n_levels: int = opt(12, "NCSN ladder length L", "sigma_i geometric from sigma_max to sigma_min", lo=2, hi=2000)
+    n_levels: int = opt(20, "NCSN ladder length L", "sigma_i geometric from sigma_max to sigma_min", lo=2, hi=2000)
     beta_min: float = opt(0.1, "beta(0) of the VP / sub-VP SDE", lo=1e-4, hi=100.0, log=True)
     beta_max: float = opt(20.0, "beta(1) of the VP / sub-VP SDE", lo=1e-2, hi=1000.0, log=True)
     eps: float = opt(1e-3, "SDE samplers stop at t = eps", lo=1e-6, hi=0.5, log=True)
@@ -65,7 +65,7 @@ class ExactLangevinOptions(LangevinOptions):
 class ExactAnnealedOptions(AnnealedLangevinOptions):
     """More steps per level than for a learned score: broad modes relax slowly at the small
     steps alpha_i of the low levels, and the exact score costs little."""
-    steps_per_level: int = opt(100, "Langevin steps T at each noise level", lo=1, hi=10000)
+    steps_per_level: int = opt(50, "Langevin steps T at each noise level", lo=1, hi=10000)
 
 
 def noised_mixture(mix, x: torch.Tensor, alpha, sigma):
@@ -211,10 +211,7 @@ class ExactScore(Family):
             t = np.arange(1, self.cfg.T + 1)
             return dict(x_label="step t", beta=(t, self.betas.numpy()), alpha_bar=(t, self.abar.numpy()))
         if p == "ncsn":
-            i = np.arange(1, self.cfg.n_levels + 1)
-            sig = self.sigmas.numpy()
-            return dict(x_label="level i", sigma=(i, sig),
-                        alpha=(i, AnnealedLangevinOptions().eps * sig ** 2 / sig[-1] ** 2))
+            return ladder_schedule(self.sigmas, ExactAnnealedOptions().eps)
         t = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
         a, s = alpha_std(self.sde, t)
         out = dict(x_label="time t", std=(t.numpy(), s.numpy()), mean_coef=(t.numpy(), a.numpy()))

@@ -44,7 +44,7 @@ class PlanarLayer(nn.Module):
 
     log|det J| = log|1 + u_hat^T psi(h)|, psi(h) = tanh'(w^T h + b) w (eq. 11-12). Invertibility
     needs w^T u_hat >= -1; appendix A enforces it with u_hat = u + (m(w^T u) - w^T u) w / |w|^2,
-    m(a) = -1 + softplus(a), so w^T u_hat = m(w^T u) > -1 for any parameters.
+    m(a) = -1 + softplus(a), so w^T u_hat = m(w^T u) > -1 for any parameters (we add 1e-3 to m).
     The inverse has no closed form, but it is a 1D problem: a = w^T h + b solves the monotone
     equation a + (w^T u_hat) tanh(a) = w^T h' + b, whose root lies within |w^T u_hat| of the
     right-hand side; bisection finds it to float64 round-off, then h = h' - u_hat tanh(a).
@@ -53,7 +53,7 @@ class PlanarLayer(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         w = torch.randn(dim)
-        # start near the identity: w^T u = log(e - 1) makes m(w^T u) = 0, so u_hat = u's part
+        # start near the identity: w^T u = log(e - 1) makes m(w^T u) ~ 0, so u_hat ~ u's part
         # orthogonal to w, which starts small
         u = math.log(math.e - 1) * w / w.pow(2).sum() + 0.01 * torch.randn(dim)
         self.u, self.w = nn.Parameter(u), nn.Parameter(w)
@@ -61,8 +61,8 @@ class PlanarLayer(nn.Module):
 
     def u_hat(self):  # (D,)
         wu = self.w @ self.u
-        m = -1.0 + F.softplus(wu)
-        return self.u + (m - wu) * self.w / (self.w.pow(2).sum() + 1e-9)
+        m = -1.0 + 1e-3 + F.softplus(wu)                               # 1e-3: float round-off never reaches -1
+        return self.u + (m - wu) * self.w / self.w.pow(2).sum().clamp_min(1e-12)
 
     def forward(self, h):
         uh = self.u_hat()
@@ -259,6 +259,7 @@ class _Flow(Family):
             (g,) = torch.autograd.grad(lp.sum(), x)
         return dict(log_density=lp.detach().cpu().numpy(), score=g.detach().cpu().numpy())
 
+    @torch.no_grad()
     def views(self, request=None):
         """layers: a regular grid of the base space pushed back through the flow, stopped after
         request["layer"] of the K inverse layers (default K: the grid as warped onto the data).

@@ -33,9 +33,12 @@ def _mlp(d_in: int, d_out: int, hidden: int, depth: int, act) -> nn.Sequential:
 
 class GANNet(nn.Module):
     """G: (B, L) -> (B, *shape); D: (B, *shape) -> (B,). MLPs for points (ReLU generator, leaky-ReLU
-    discriminator as in DCGAN), the conv nets of engines/image_nets.py for images."""
+    discriminator as in DCGAN), the conv nets of engines/image_nets.py for images: a decoder with
+    a tanh output (images live in [-1, 1]) and an encoder without normalization layers, spectrally
+    normalized (Miyato et al. 2018) for the plain GAN; a WGAN's critic gets its Lipschitz bound
+    from the penalty or the clipping instead."""
 
-    def __init__(self, data_shape: tuple, latent_dim: int, hidden: int, depth: int):
+    def __init__(self, data_shape: tuple, latent_dim: int, hidden: int, depth: int, spectral_norm: bool = True):
         super().__init__()
         if len(data_shape) == 1:
             D = data_shape[0]
@@ -43,8 +46,8 @@ class GANNet(nn.Module):
             self.D = _mlp(D, 1, hidden, depth, lambda: nn.LeakyReLU(0.2))
         else:
             from ..image_nets import ConvDecoder, ConvEncoder
-            self.G = ConvDecoder(latent_dim, tuple(data_shape))
-            self.D = ConvEncoder(tuple(data_shape), 1)
+            self.G = nn.Sequential(ConvDecoder(latent_dim, tuple(data_shape)), nn.Tanh())
+            self.D = ConvEncoder(tuple(data_shape), 1, act="lrelu", norm=False, spectral_norm=spectral_norm)
 
     def critic(self, x):  # (B, *shape) -> (B,)
         return self.D(x).reshape(x.shape[0])
@@ -87,7 +90,8 @@ class WGANConfig:
                          "gradient_penalty: + lambda E (|grad f(x_hat)| - 1)^2 (Gulrajani et al. 2017); "
                          "weight_clipping: w <- clip(w, -c, c) (Arjovsky et al. 2017)",
                          choices=("gradient_penalty", "weight_clipping"))
-    gp_lambda: float = opt(10.0, "gradient-penalty weight lambda", "x_hat = e x + (1 - e) G(z), e ~ U[0, 1]", lo=0.0, hi=1e4)
+    gp_lambda: float = opt(0.1, "gradient-penalty weight lambda (the paper uses 10 for images; its 2D toy code uses 0.1, "
+                           "which also trains much faster here)", "x_hat = e x + (1 - e) G(z), e ~ U[0, 1]", lo=0.0, hi=1e4)
     clip: float = opt(0.01, "weight-clipping bound c", "w <- clip(w, -c, c) after every critic step", lo=1e-5, hi=100.0, log=True)
     d_steps: int = opt(5, "critic updates per generator update (n_critic)", lo=1, hi=100)
     d_lr_mult: float = opt(1.0, "critic learning rate = this times the run's learning rate", lo=1e-3, hi=1e3, log=True)
@@ -105,7 +109,8 @@ class GAN(Family):
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
-        self.net = GANNet(self.data_shape, cfg.latent_dim, cfg.hidden, cfg.depth).to(self.device)
+        self.net = GANNet(self.data_shape, cfg.latent_dim, cfg.hidden, cfg.depth,
+                          spectral_norm=self.name == "gan").to(self.device)
 
     # ---------------------------------------------------------------- losses, per sample
     def d_loss(self, real, fake, generator=None):
@@ -230,13 +235,14 @@ class GAN(Family):
         return out
 
     @torch.no_grad()
-    def metrics(self, x, n: int = 2000, seed: int = 0) -> dict:
+    def metrics(self, x, n: int = 2000, seed: int = 0, bins: int = 25) -> dict:
         """Mode-collapse numbers for model samples against data x (N, 2), normalized coordinates:
         histogram KL(data || model) and JS (engines.metrics.grid_kl_js) and, on an analytic mixture,
-        how many of its modes the samples reach (engines.metrics.mode_coverage)."""
+        how many of its modes the samples reach (engines.metrics.mode_coverage). With 2000 points
+        and 25 x 25 bins, two iid draws of the moons score JS ~ 0.03; an untrained generator ~ 0.7."""
         g = torch.Generator(self.device).manual_seed(seed)
         s = self.sample(n, generator=g)
-        out = M.grid_kl_js(x, s) if x.ndim == 2 and x.shape[1] == 2 else {}
+        out = M.grid_kl_js(x, s, bins=bins) if x.ndim == 2 and x.shape[1] == 2 else {}
         mix = self.context.get("mixture")
         if mix is not None:
             cov = M.mode_coverage(s, mix.means, radius=float(3 * mix.stds.max()))

@@ -24,7 +24,7 @@ class NCSNConfig:
                            "sigma_1 ~ max_ij ||x_i - x_j||", lo=1e-3, hi=1000.0, log=True)
     sigma_min: float = opt(0.03, "smallest noise level sigma_L; samples carry this much residual noise "
                            "(the final Tweedie step removes most of it)", lo=1e-4, hi=10.0, log=True)
-    n_levels: int = opt(12, "number of noise levels L", "sigma_i = sigma_1 (sigma_L / sigma_1)^((i-1)/(L-1))",
+    n_levels: int = opt(20, "number of noise levels L", "sigma_i = sigma_1 (sigma_L / sigma_1)^((i-1)/(L-1))",
                         lo=2, hi=2000)
     parametrization: str = opt("ncsnv2", "how the network output becomes a score: direct s = f(x, sigma), or "
                                "ncsnv2 s = f(x, sigma) / sigma (Song & Ermon 2020, technique 3)",
@@ -52,10 +52,19 @@ class NCSNLangevinOptions(LangevinOptions):
     sigma: float = opt(0.0, "noise level the score is read at (0: the smallest, sigma_L)", lo=0.0, hi=1000.0)
 
 
-def uniform_box(n, data_shape, generator, device, half_width: float = 4.0):
-    """The usual Langevin start: uniform noise, U[-w, w] per coordinate, (n, *data_shape)."""
+def uniform_box(n, data_shape, generator, device, half_width: float | None = None):
+    """The usual Langevin start: uniform noise, U[-w, w] per coordinate, (n, *data_shape); w = 4
+    standardized units for points (a box around the data), 1 for images (their [-1, 1] range)."""
+    if half_width is None:
+        half_width = 4.0 if len(data_shape) == 1 else 1.0
     u = torch.rand((n,) + tuple(data_shape), generator=generator, device=device)
     return (2 * u - 1) * half_width
+
+
+def ladder_schedule(sigmas: torch.Tensor, eps: float) -> dict:
+    sig = sigmas.double().numpy()
+    i = np.arange(1, len(sig) + 1, dtype=float)
+    return {"x_label": "noise level sigma", "level i": (sig, i), "step alpha_i": (sig, eps * sig ** 2 / sig[-1] ** 2)}
 
 
 class NCSN(Family):
@@ -136,10 +145,9 @@ class NCSN(Family):
         return 1.0, self._level(level)
 
     def schedule(self):
-        i = np.arange(1, self.cfg.n_levels + 1)
-        eps = AnnealedLangevinOptions().eps
-        sig = self.sigmas.numpy()
-        return dict(x_label="level i", sigma=(i, sig), alpha=(i, eps * sig ** 2 / sig[-1] ** 2))
+        """Over the ladder's sigma (the axis the samplers report, so the panel's marker can follow):
+        the rung index i and the annealed-Langevin step alpha_i = eps sigma_i^2 / sigma_L^2 (default eps)."""
+        return ladder_schedule(self.sigmas, AnnealedLangevinOptions().eps)
 
     def sampler_levels(self, sampler, options):
         if (sampler or self.default_sampler) == "annealed_langevin":

@@ -178,11 +178,20 @@ class VAE(Family):
         return dict(elbo=float(lw.mean()), iwae=float((torch.logsumexp(lw, 0) - math.log(K)).mean()))
 
     def field(self, grid, level=None):
-        """log_density (G,): the IWAE-K estimate of log p(x) on the grid (seeded, so it is smooth)."""
-        if grid.shape[1] != int(math.prod(self.data_shape)) or len(self.data_shape) != 1:
+        """log_density (G,): the IWAE estimate of log p(x) on the grid with K = min(iw_k, 8) (a
+        picture, redrawn often: K decoder passes per grid point), seeded so the map is smooth."""
+        if len(self.data_shape) != 1 or grid.shape[1] != self.data_shape[0]:
             return {}
         g = torch.Generator(self.device).manual_seed(0)
-        return dict(log_density=self.log_likelihood(grid, generator=g).cpu().numpy())
+        lp = self.log_likelihood(grid, k=min(self.cfg.iw_k, 8), generator=g)
+        return dict(log_density=lp.cpu().numpy())
+
+    def extra_state(self):
+        return dict(kl_steps=torch.tensor(self._steps))
+
+    def load_extra_state(self, sd):
+        if "kl_steps" in sd:
+            self._steps = int(sd["kl_steps"])
 
     @torch.no_grad()
     def views(self, request=None):

@@ -2,7 +2,6 @@
 reproduce the mixture: sampler error alone, no model error. Plus the analytic mixture itself
 (score = gradient of log_prob, vp_marginal = law of alpha x0 + sigma eps) and the classic NCSN
 demonstration that plain Langevin gets mode weights wrong where annealed Langevin does not."""
-import math
 
 import pytest
 import torch
