@@ -66,6 +66,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_stats = 0.0
         self._progress_since = None
         self._closing = False
+        self._play_seq = 0
         self.preset_info: dict = {}
 
         self._build_controls()
@@ -354,7 +355,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._play_time, self._play_since = 0.0, None     # the clock starts when the run is ready
         self.worker = Worker(cfg, data=self.data, playing=self.playing, want=self._want(),
                              speed=SPEEDS[self.speed.value()], sampler=cfg.sampler,
-                             sampler_options=cfg.sampler_options, stop_at=self._stop_target())
+                             sampler_options=cfg.sampler_options, stop_at=self._stop_target(),
+                             play_seq=self._play_seq)
         self.worker.start()
         self.cfg = cfg
         self.particles.set_sampler_name(cfg.sampler)
@@ -399,8 +401,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.play_action.setText("Pause" if on else "Play")
         self.play_action.setIcon(self.style().standardIcon(
             QtWidgets.QStyle.StandardPixmap.SP_MediaPause if on else QtWidgets.QStyle.StandardPixmap.SP_MediaPlay))
+        self._play_seq += 1
         if self.worker is not None:
-            self.worker.send("play", on=on)
+            self.worker.send("play", on=on, seq=self._play_seq)
 
     def _note_play(self, on):
         """Training time of the current run (for steps_per_s): counted while playing and ready."""
@@ -569,6 +572,8 @@ class MainWindow(QtWidgets.QMainWindow):
             for a in (self.play_action, self.step_action):
                 a.setEnabled(trainable)
             self._note_play(self.playing)
+            # a family with pictures of its own brings its panel to the front of the tab
+            (self.docks["views"] if p.get("has_views") else self.docks["stats"]).raise_()
             self._update_want()
             if self.panel_visible("particles") and p.get("samplers") is not None:
                 self.particles.request()
@@ -596,7 +601,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                                f"no network ({p['steps']} steps)"),
                                           sample_time=f"{p['seconds']:.2f} s")
         elif kind == "state":
-            if p["playing"] != self.playing:
+            # the worker paused itself (diverged, target reached, an error); ignore a notice
+            # that predates the user's latest Play/Pause
+            if p.get("seq", self._play_seq) >= self._play_seq and p["playing"] != self.playing:
                 self.set_playing(p["playing"])
         elif kind == "info":
             self.statusBar().showMessage(str(p), 10000)

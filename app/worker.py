@@ -57,7 +57,7 @@ class Interrupted(Exception):
 class Worker(QtCore.QThread):
     def __init__(self, cfg, data=None, playing: bool = False, want: dict | None = None,
                  speed: float | None = None, sampler: str = "", sampler_options: dict | None = None,
-                 stop_at: tuple | None = None, parent=None):
+                 stop_at: tuple | None = None, play_seq: int = 0, parent=None):
         super().__init__(parent)
         self.cfg = cfg
         self.data = data
@@ -72,6 +72,8 @@ class Worker(QtCore.QThread):
         self.sampler_opts = dict(sampler_options or {})
         self.stop_at = stop_at
         self.run_obj = None
+        self.play_seq = play_seq     # the GUI's play/pause counter: stale pause notices are ignored
+        self.idle = False            # True while the thread waits for commands with nothing to do
         self.total_steps_hint: dict = {}
         # where the thread's time goes (seconds): read by the GUI benchmark
         self.timing = dict(train=0.0, snapshot=0.0, samples=0.0, particles=0.0, cpu=0.0)
@@ -155,6 +157,10 @@ class Worker(QtCore.QThread):
             info["preview"] = run.data[idx[:3000]].numpy().copy()
             info["bounds"] = run.bounds()
         info["sampler_levels"] = self._sampler_levels(run)
+        try:    # does this family draw pictures of its own? (the window shows that panel then)
+            info["has_views"] = bool(run.views(dict(self.want.get("views") or {"n": 200})))
+        except Exception:
+            info["has_views"] = False
         return info
 
     def _sampler_levels(self, run):
@@ -183,7 +189,9 @@ class Worker(QtCore.QThread):
         while not self._stop.is_set():
             self.timing["cpu"] = time.thread_time()      # this thread's CPU seconds so far
             idle = not (self.playing or self._dirty or self._particles_req or self._force_samples)
+            self.idle = idle and self._cmds.empty()
             self._handle_commands(run, block=idle)
+            self.idle = False
             if self._stop.is_set() or not (self.playing or self._dirty or self._particles_req
                                            or self._force_samples):
                 continue
@@ -281,12 +289,12 @@ class Worker(QtCore.QThread):
             self._dirty = True
         if run.diverged:
             self.playing = False
-            self._post("state", dict(playing=False))
+            self._post("state", dict(playing=False, seq=self.play_seq, step=run.step))
             self._post("info", run.diverged)
             self._dirty = self._force_field = True
         elif self._check_stop_loss(run):
             self.playing = False
-            self._post("state", dict(playing=False))
+            self._post("state", dict(playing=False, seq=self.play_seq, step=run.step))
             self._dirty = True
         return trained
 
@@ -330,7 +338,7 @@ class Worker(QtCore.QThread):
     def _fail(self, run, title, e, pause=True):
         if pause and self.playing:
             self.playing = False
-            self._post("state", dict(playing=False))
+            self._post("state", dict(playing=False, seq=self.play_seq, step=run.step))
         self._post("error", (title, _describe(e)))
         self._dirty = False
 
@@ -367,12 +375,12 @@ class Worker(QtCore.QThread):
             self.playing = bool(kw.get("on", True)) and not run.diverged
             if kw.get("on") and run.diverged:
                 self._post("info", run.diverged)
-            self._post("state", dict(playing=self.playing))
+            self.play_seq = int(kw.get("seq", self.play_seq))
             self._dirty = True
         elif cmd == "step":
             if self.playing:
                 self.playing = False
-                self._post("state", dict(playing=False))
+                self._post("state", dict(playing=False, seq=self.play_seq, step=run.step))
             try:
                 run.train(int(kw.get("n", 1)))
             except Exception as e:

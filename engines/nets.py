@@ -104,8 +104,9 @@ def count_parameters(module: nn.Module) -> int:
 def conditional_net(data_shape: tuple, hidden: int = 128, depth: int = 3, embedding: str = "sinusoidal",
                     emb_dim: int = 32) -> nn.Module:
     """f(x, c) with the output shape of x: an MLP for points (D,), a conv U-Net for images (C, H, W)
-    (engines/image_nets.py; `hidden` sets its base channel count there)."""
+    (engines/image_nets.py) with hidden / 4 base channels, 8..64: the default hidden=128 gives 32,
+    which on digits reaches a lower FID in 2 CPU-minutes than 64 (3x cheaper steps)."""
     if len(data_shape) == 1:
         return ConditionalMLP(data_shape[0], hidden, depth, embedding, emb_dim)
     from .image_nets import UNet
-    return UNet(tuple(data_shape), base=min(hidden, 64), embedding=embedding)
+    return UNet(tuple(data_shape), base=max(8, min(hidden // 4, 64)), embedding=embedding)

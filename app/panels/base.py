@@ -79,8 +79,12 @@ class Points(pg.GraphicsObject):
     compositing 1 - (1 - a)^count), so a frame costs ~2 ms whatever the number of points."""
     SPLAT_MIN = 4000
 
-    def __init__(self, color=theme.SAMPLES, alpha=170, size=3.0):
+    def __init__(self, color=theme.SAMPLES, alpha=170, size=3.0, static=False):
         super().__init__()
+        if static:
+            # a layer that rarely changes (the training data under the particles): Qt keeps
+            # it as a pixmap and blits it, instead of redrawing thousands of points per frame
+            self.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._poly = None
         self._xy = None
         self._n = 0

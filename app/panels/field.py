@@ -120,7 +120,7 @@ class FieldPanel(Panel):
         self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=theme.HEAT_CMAP, interactive=False, width=14)
         self.cbar.axis.enableAutoSIPrefix(False)
         self.cbar.setImageItem(self.img, insert_in=self.pi)
-        self.data = Points(theme.DATA, alpha=90, size=2)
+        self.data = Points(theme.DATA, alpha=90, size=2, static=True)
         self.data.setZValue(-5)
         self.pi.addItem(self.data)
         # 1-pixel cosmetic pens take Qt's fast line path (wider pens are stroked as polygons)

@@ -133,7 +133,7 @@ class Term:
 
 class LossesPanel(Panel):
     title = "Losses"
-    MAX_HZ = 10.0
+    MAX_HZ = 5.0          # a loss curve needs no more; each redraw re-ranges and repaints the axes
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -329,6 +329,8 @@ class LossesPanel(Panel):
         self.empty.setVisible(not has)
         self.legend.setVisible(has)
         vb = self.pi.getViewBox()
+        if any(vb.autoRangeEnabled()):
+            vb.updateAutoRange()     # settle the new range now: one repaint instead of two
         (x0, x1), (y0, y1) = vb.viewRange()
         self.status.setPos(x0, y0)
         if self._hover_step is not None:

@@ -42,7 +42,7 @@ class ParticlesPanel(Panel):
 
         self.plot = plot_widget("Sampler particles", "x₁", "x₂", aspect=True)
         self.pi = self.plot.getPlotItem()
-        self.data = Points(theme.DATA, alpha=70, size=2)
+        self.data = Points(theme.DATA, alpha=70, size=2, static=True)
         self.data.setZValue(-5)
         self.pi.addItem(self.data)
         self.trails = pg.PlotCurveItem(pen=pg.mkPen(*theme.SAMPLES, 60), connect="finite", skipFiniteCheck=True)

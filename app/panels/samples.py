@@ -26,7 +26,7 @@ class SamplesPanel(Panel):
         self.sampler_name = ""
         self.plot = plot_widget("Generated samples", "x₁", "x₂", aspect=True)
         self.pi = self.plot.getPlotItem()
-        self.data = Points(theme.DATA, alpha=110, size=2)
+        self.data = Points(theme.DATA, alpha=110, size=2, static=True)
         self.data.setZValue(-5)
         self.pi.addItem(self.data)
         self.points = Points(theme.SAMPLES, alpha=200, size=3)

@@ -3,6 +3,8 @@ one small plot per curve sharing the x axis, with the sampler's current time mar
 the particles animate."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
@@ -39,6 +41,7 @@ class SchedulePanel(Panel):
         self.markers: list[pg.InfiniteLine] = []
         self.x_kind = "t"
         self.mark = None
+        self._last_mark = 0.0
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)
         self.note.setObjectName("hint")
@@ -96,6 +99,10 @@ class SchedulePanel(Panel):
         self.note.setText("Red line: where the sampler is now (during the particle animation).")
 
     def set_time(self, frame: dict):
+        now = time.perf_counter()
+        if now - self._last_mark < 0.1 and frame.get("i", 0) != 0:
+            return                    # a marker at 10 Hz is smooth enough; each move repaints
+        self._last_mark = now
         self.draws += 1
         v = frame.get("sigma") if self.x_kind == "sigma" else frame.get("t")
         if v is None:

@@ -35,8 +35,14 @@ def is_file(name: str) -> bool:
 
 
 def is_image(name: str) -> bool:
+    """A registered image set, or the path of an image folder / image, IDX or 3-4-D array file."""
     _register_images()
-    return name in IMAGES
+    if name in IMAGES:
+        return True
+    if is_file(name) or os.path.isdir(str(name)):
+        from .images import is_image_path
+        return is_image_path(name)
+    return False
 
 
 def mixture(name: str) -> GaussianMixture | None:

@@ -28,7 +28,7 @@ class DDPMConfig:
                             "beta -> beta * 1000 / T")
     prediction: str = opt("eps", "what the network predicts", "eps: ||eps - eps_theta||^2 (DDPM eq. 14); x0; v = a eps - s x0",
                           choices=("eps", "x0", "v"))
-    hidden: int = opt(128, "hidden width of the MLP", lo=4, hi=4096)
+    hidden: int = opt(128, "hidden width of the MLP (images: the U-Net gets hidden/4 base channels)", lo=4, hi=4096)
     depth: int = opt(3, "hidden layers of the MLP", lo=1, hi=16)
     embedding: str = opt("sinusoidal", "time embedding", choices=("sinusoidal", "fourier"))
 

@@ -62,13 +62,14 @@ class EBMConfig:
                          "langevin: x <- x - eps/2 grad E + noise sqrt(eps) z; "
                          "mh: accept x + s z w.p. min(1, e^{U(x)-U(x')})",
                          choices=("langevin", "mh"))
-    mcmc_steps: int = opt(20, "MCMC steps per training step (short-run chains)", lo=1, hi=10000)
+    mcmc_steps: int = opt(0, "MCMC steps per training step, short-run chains (0: 20 for Langevin, 50 for "
+                          "Metropolis–Hastings, whose blind random walk moves less per step)", lo=0, hi=10000)
     step_size: float = opt(0.05, "Langevin step size eps of the training chains (normalized units^2)",
                            "x <- x - eps/2 grad E(x) + noise sqrt(eps) z", lo=1e-6, hi=10.0, log=True)
     noise: float = opt(0.3, "Langevin noise scale of the training chains; the model density is exp(-E / noise^2), "
                        "so below 1 the net's E is a 'cold' energy (1: plain Langevin on exp(-E))",
                        "x <- x - eps/2 grad E(x) + noise sqrt(eps) z;  p(x) ∝ exp(-E(x) / noise^2)", lo=1e-3, hi=10.0)
-    proposal_std: float = opt(0.15, "Metropolis–Hastings random-walk proposal scale s", "x' = x + s z", lo=1e-4, hi=10.0, log=True)
+    proposal_std: float = opt(0.1, "Metropolis–Hastings random-walk proposal scale s", "x' = x + s z", lo=1e-4, hi=10.0, log=True)
     buffer: bool = opt(True, "start chains from a replay buffer of past negatives (else from fresh noise each step)",
                        "Du & Mordatch 2019: x- <- MCMC(buffer sample), buffer <- x-")
     buffer_size: int = opt(10000, "number of samples the replay buffer keeps", lo=16, hi=10 ** 6)
@@ -140,7 +141,7 @@ class EBM(Family):
     def run_chains(self, x, net, generator=None, callback=None, n_steps=None):
         """The training-time MCMC (cfg.negatives) on energy `net`, from x."""
         c = self.cfg
-        n = c.mcmc_steps if n_steps is None else n_steps
+        n = n_steps or c.mcmc_steps or (50 if c.negatives == "mh" else 20)
         if c.negatives == "mh":
             return metropolis_hastings(lambda y: self.energy(y, net), x, c.proposal_std, n, generator, callback)
         # x <- x - eps/2 grad E + noise sqrt(eps) z  ==  Langevin with step eps noise^2 on U = E / noise^2
@@ -163,7 +164,9 @@ class EBM(Family):
         B = x.shape[0]
         start, idx = self._chain_starts(B, generator)
         self.net.requires_grad_(False)          # the chains need grad wrt x only
-        neg = self.run_chains(start, self.net, generator).detach()
+        acc = []
+        neg = self.run_chains(start, self.net, generator,
+                              (lambda d: acc.append(d["accept"])) if c.negatives == "mh" else None).detach()
         self.net.requires_grad_(True)
         if idx is not None:
             self.buffer[idx] = neg
@@ -172,8 +175,10 @@ class EBM(Family):
         e_pos, e_neg = flat(x), flat(neg)                                                        # (B,), (B,)
         cd = e_pos.mean() - e_neg.mean()
         reg = c.alpha * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
-        return cd + reg, dict(cd=cd.detach(), e_data=e_pos.mean().detach(), e_model=e_neg.mean().detach(),
-                              reg=reg.detach())
+        terms = dict(cd=cd.detach(), e_data=e_pos.mean().detach(), e_model=e_neg.mean().detach(), reg=reg.detach())
+        if acc:
+            terms["accept"] = sum(acc) / len(acc)   # MH acceptance rate of this step's chains
+        return cd + reg, terms
 
     # ---------------------------------------------------------------- sampling & views
     def sample(self, n, sampler=None, options=None, generator=None, callback=None):

@@ -10,10 +10,8 @@ generator's loss (what the Run watches for divergence); "d_loss" is D's.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

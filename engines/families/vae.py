@@ -44,8 +44,9 @@ class VAEConfig:
                     "log p(x) ~ log 1/K sum_k p(x|z_k) p(z_k) / q(z_k|x)", lo=1, hi=100000)
 
     def validate(self):
-        if self.decoder_variance == "learned" and self.min_sigma >= 10.0:
-            raise ConfigError(f"min_sigma ({self.min_sigma}) leaves the learned decoder no room; use e.g. 0.01")
+        if self.decoder_variance == "learned" and self.decoder_sigma < self.min_sigma:
+            raise ConfigError(f"decoder_sigma ({self.decoder_sigma}), where the learned decoder std starts, is below "
+                              f"its floor min_sigma ({self.min_sigma}); raise decoder_sigma or lower min_sigma")
 
 
 @dataclass

@@ -27,15 +27,13 @@ def win(themed_app, wait_until):
 
 
 def settle(win, pump, wait_until):
-    """Wait until the worker has stopped sending new steps (after a pause)."""
-    last = [-1]
-
-    def stable():
-        pump(0.25)
-        same = win.step == last[0]
-        last[0] = win.step
-        return same
-    wait_until(stable, 20, "the step count to settle")
+    """Wait until the worker has nothing left to do (paused, no sampling job running) and its
+    last messages have been drawn."""
+    def idle():
+        pump(0.05)
+        return win.worker.idle and not win.playing
+    wait_until(idle, 30, "the worker to go idle")
+    pump(0.1)
 
 
 def test_opens_on_moons_ddpm_ready_to_play(win):
@@ -84,6 +82,49 @@ def test_step_advances_by_exactly_one(win, pump, wait_until):
     wait_until(lambda: win.step == s + 2, 10, "one more step")
     pump(0.5)
     assert win.step == s + 2 and not win.playing
+
+
+def test_slow_motion_and_stop_at_loss(win, pump, wait_until):
+    from app.main_window import SPEEDS
+    settle(win, pump, wait_until)
+    win.speed.setValue(SPEEDS.index(0.25))                  # 1 step every 4 frames: ~7.5 steps/s
+    s = win.step
+    win.set_playing(True)
+    pump(2.0)
+    win.set_playing(False)
+    settle(win, pump, wait_until)
+    assert 3 <= win.step - s <= 30
+    win.speed.setValue(len(SPEEDS) - 1)                     # full speed again
+    win.stop_kind.setCurrentIndex(win.stop_kind.findData("loss"))
+    win.stop_value.setText("100")                           # reached at once: the run pauses itself
+    win.stop_value.editingFinished.emit()
+    win.set_playing(True)
+    wait_until(lambda: not win.playing, 20, "the stop at the target loss")
+    win.stop_kind.setCurrentIndex(win.stop_kind.findData(None))
+
+
+def test_field_follows_the_noise_level_slider(win, pump, wait_until):
+    lv = win.info["level"]
+    win.field.level.set_value(lv["hi"])
+    wait_until(lambda: win.field.field is not None and win.field.field.get("level") == lv["hi"], 20,
+               "the field at the largest noise level")
+    big = np.linalg.norm(win.field.field["score"], axis=-1).mean()
+    win.field.level.set_value(lv["lo"] + 1)
+    wait_until(lambda: win.field.field.get("level") == lv["lo"] + 1, 20, "the field at a small noise level")
+    small = np.linalg.norm(win.field.field["score"], axis=-1).mean()
+    assert small > big             # the score of nearly clean data is steeper than that of noise
+
+
+def test_analytic_dataset_overlays_the_true_score(win, pump, wait_until):
+    win.datasets.select("8gaussians")
+    wait_until(lambda: win.info.get("analytic") and win.field.field is not None
+               and "true_score" in win.field.field, 30, "the true score")
+    pump(0.2)
+    assert win.field.true_box.isVisible()
+    assert len(win.field.true_arrows.xData) == 6 * win.field.resolution ** 2
+    assert "relative error vs true score" in win.field.text.toPlainText()
+    win.datasets.select("moons")
+    wait_until(lambda: win.info.get("n_data") == 20000 and not win.info.get("analytic"), 30, "moons again")
 
 
 def test_bad_hyperparameter_shows_message_and_keeps_the_run(win, pump):

@@ -60,6 +60,8 @@ def test_ebm_contrastive_divergence_learns_the_data(negatives):
     v = run.views({})
     assert v["chains"]["kind"] == "scatter" and v["chains"]["x"].shape[1] == 2
     assert fam.extra_state()["buffer"].shape == (fam.cfg.buffer_size, 2)
+    if negatives == "mh":
+        assert 0.05 < np.mean(run.history["accept"][-50:]) < 0.95
 
 
 def test_ebm_replay_buffer_round_trips(tmp_path):

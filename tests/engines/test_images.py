@@ -78,7 +78,7 @@ def test_folder_of_pngs_grey_and_rgb(tmp_path):
     # through the public loader, with a subset
     y = D.load(str(d), 3)
     assert y.shape == (3, 1, 6, 7)
-    assert is_image_path(d)
+    assert is_image_path(d) and D.is_image(str(d))
 
     c = tmp_path / "rgb"
     c.mkdir()
@@ -158,6 +158,7 @@ def test_npy_npz_arrays(tmp_path):
     # a 2D point file still goes to the point loader
     np.save(tmp_path / "pts.npy", rs.randn(50, 2))
     assert D.load(str(tmp_path / "pts.npy"), 0).shape == (50, 2)
+    assert D.is_image(str(tmp_path / "u8.npy")) and not D.is_image(str(tmp_path / "pts.npy"))
     (tmp_path / "fake.npy").write_bytes(b"garbage")
     with pytest.raises(DataFileError, match=r"fake\.npy"):
         load_images(tmp_path / "fake.npy")
@@ -234,7 +235,8 @@ def test_unet_shapes_and_conditioning(shape, levels):
 def test_unet_from_conditional_net_and_fourier():
     from engines.nets import conditional_net
     net = conditional_net((1, 8, 8), hidden=32, embedding="fourier")
-    assert isinstance(net, UNet)
+    assert isinstance(net, UNet) and net.conv_in.out_channels == 8
+    assert conditional_net((1, 8, 8)).conv_in.out_channels == 32      # default hidden 128 -> base 32
     assert net(torch.randn(2, 1, 8, 8), torch.rand(2)).shape == (2, 1, 8, 8)
 
 
@@ -305,7 +307,7 @@ def test_ddpm_on_digits_learns_and_shows_views():
     from engines.config import RunConfig, TrainConfig
     from engines.run import Run
     cfg = RunConfig(dataset="digits", family="ddpm", sampler="ddim", sampler_options=dict(steps=20),
-                    train=TrainConfig(batch=64, threads=1, lr=2e-3, warmup=20), options=dict(hidden=32))
+                    train=TrainConfig(batch=64, threads=1, lr=2e-3, warmup=20))
     run = Run(cfg)
     assert run.is_image and run.data.shape == (1797, 1, 8, 8)
     before = run.evaluate(run.sample(300))

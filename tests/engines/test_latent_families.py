@@ -119,6 +119,8 @@ def test_vae_options():
         build(get("vae").Config, dict(beta=-1))
     with pytest.raises(ConfigError, match="decoder_variance"):
         build(get("vae").Config, dict(decoder_variance="sometimes"))
+    with pytest.raises(ConfigError, match="min_sigma"):
+        build(get("vae").Config, dict(decoder_sigma=0.001, min_sigma=0.01))
     with pytest.raises(ConfigError, match="latent_dim"):
         build(get("vae").Config, dict(latent_dim=0))
 
