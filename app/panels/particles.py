@@ -164,6 +164,7 @@ class ParticlesPanel(Panel):
             if payload is None:
                 return
             self.traj = payload
+            self.frame = -1                   # a new trajectory: frame 0 must be drawn anew
             self.last_step = payload.get("step", -1)
             F = len(payload["frames"])
             self.scrub.setRange(0, F - 1)

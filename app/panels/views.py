@@ -166,12 +166,19 @@ class ViewsPanel(Panel):
         if key != self._layout_key:
             self.glw.clear()
             self.plots = {}
-            cols = int(math.ceil(math.sqrt(len(views))))
+            # lay the plots out to suit the panel's shape
+            n = len(views)
+            wide = self.glw.width() >= 1.3 * self.glw.height()
+            cols = int(math.ceil(math.sqrt(n))) if n > 2 else (n if wide else 1)
             for i, (name, v) in enumerate(views.items()):
                 p = self.glw.addPlot(row=i // cols, col=i % cols)
-                theme.style_plot(p, v.get("title") or name)
+                title = v.get("title") or name
+                theme.style_plot(p, title if len(title) <= 34 else name)
+                p.getAxis("left").setWidth(36)
                 self.plots[name] = p
             self._layout_key = key
+            self._titles = "  ·  ".join(f"<b>{k}</b>: {v['title']}" for k, v in views.items()
+                                        if len(v.get("title") or "") > 34)
         errors = []
         for name, v in views.items():
             p = self.plots[name]
@@ -182,4 +189,4 @@ class ViewsPanel(Panel):
                 draw_view(p, v, self.info.get("preview"))
             except Exception as e:   # one bad view must not take the others down
                 errors.append(f"{name}: {e}")
-        self.note.setText("; ".join(errors) if errors else "")
+        self.note.setText("; ".join(errors) if errors else getattr(self, "_titles", ""))
