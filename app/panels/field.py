@@ -49,6 +49,7 @@ class LevelSlider(QtWidgets.QWidget):
     def set_level(self, level: dict | None):
         self.level = level
         self.setEnabled(level is not None)
+        self.setVisible(level is not None)      # families without noise levels: no slider
         if level is None:
             self.label.setText("-")
             return
@@ -185,6 +186,10 @@ class FieldPanel(Panel):
     def reset(self, info):
         super().reset(info)
         self.field = None
+        self._levels = None
+        self.bg.blockSignals(True)
+        self.bg.clear()               # the first field of the new run picks its best background
+        self.bg.blockSignals(False)
         self.level.set_level(info.get("level"))
         self.true_box.setVisible(bool(info.get("analytic")))
         img = bool(info.get("is_image"))
@@ -245,6 +250,7 @@ class FieldPanel(Panel):
         if "true_score" in f and "score" in f:
             keys.add("error")
         self._fill_backgrounds(keys)
+        self._set_title(f)
         xs, ys = np.asarray(f["xs"]), np.asarray(f["ys"])
         R = len(xs)
         dx = (xs[-1] - xs[0]) / max(R - 1, 1)
@@ -296,6 +302,10 @@ class FieldPanel(Panel):
         if z is not None and z.shape == (R, R) and np.isfinite(z).any():
             z = np.nan_to_num(z, nan=np.nanmin(z))
             lo, hi = np.percentile(z, [1, 99])
+            if bg == "log_density":     # show the top 12 nats: the far tail would take all the colours
+                lo = max(lo, hi - 12.0)
+            elif bg == "energy":
+                hi = min(hi, lo + 12.0)
             if hi <= lo:
                 hi = lo + 1e-6
             # sticky colour levels: re-scale (and repaint the colour bar) only when the range
@@ -330,6 +340,25 @@ class FieldPanel(Panel):
                 head += f"    x_noisy = {a_s[0]:.2f}·x + {a_s[1]:.2g}·z"
             lines.insert(0, head)
         self.text.setText("\n".join(lines))
+
+    def _set_title(self, f):
+        if "score" in f:
+            title = "Learned score  ∇x log p(x)"
+        else:
+            title = {"energy": "Learned energy E(x)", "log_density": "Learned log density log p(x)",
+                     "discriminator": "Discriminator D(x)"}.get(self.bg.currentData(), "Field")
+        if title != getattr(self, "_title", None):
+            self._title = title
+            self.pi.setTitle(title, color=theme.FG, size="10pt")
+        has_arrows = "score" in f
+        if has_arrows != getattr(self, "_legend_arrows", True):
+            self._legend_arrows = has_arrows
+            if has_arrows:
+                self.legend.addItem(self.arrows, "learned score")
+            else:
+                self.legend.removeItem(self.arrows)
+        self.legend.setVisible(has_arrows)
+        self.mode.setEnabled(has_arrows)
 
     def arrow_count(self) -> int:
         return len(self.arrows.xData) // 6 if self.arrows.xData is not None else 0

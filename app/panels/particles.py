@@ -53,10 +53,8 @@ class ParticlesPanel(Panel):
         self.pi.addItem(self.img)
         self.img.setVisible(False)
         leg = self.legend = theme.legend(self.pi, (-5, -5))
-        self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
-                                         symbolBrush=pg.mkBrush(*theme.DATA, 200))
-        self._leg_part = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
-                                         symbolBrush=pg.mkBrush(*theme.SAMPLES, 230))
+        self._leg_data = pg.ScatterPlotItem(symbol="s", size=7, pen=None, brush=pg.mkBrush(*theme.DATA, 200))
+        self._leg_part = pg.ScatterPlotItem(symbol="s", size=7, pen=None, brush=pg.mkBrush(*theme.SAMPLES, 230))
         leg.addItem(self._leg_data, "data")
         leg.addItem(self._leg_part, "particles")
         self.text = info_text(self.pi)

@@ -34,10 +34,8 @@ class SamplesPanel(Panel):
         self.img = pg.ImageItem()
         self.pi.addItem(self.img)
         leg = theme.legend(self.pi, (-5, -5))
-        self._leg_data = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
-                                         symbolBrush=pg.mkBrush(*theme.DATA, 200))
-        self._leg_s = pg.PlotDataItem(pen=None, symbol="s", symbolSize=6, symbolPen=None,
-                                      symbolBrush=pg.mkBrush(*theme.SAMPLES, 230))
+        self._leg_data = pg.ScatterPlotItem(symbol="s", size=7, pen=None, brush=pg.mkBrush(*theme.DATA, 200))
+        self._leg_s = pg.ScatterPlotItem(symbol="s", size=7, pen=None, brush=pg.mkBrush(*theme.SAMPLES, 230))
         leg.addItem(self._leg_data, "data")
         leg.addItem(self._leg_s, "samples")
         self.legend = leg

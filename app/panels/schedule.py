@@ -16,11 +16,11 @@ STACK_MAX = 4      # more curves than this share one plot with a legend
 
 
 def _geometric(x, y) -> bool:
-    """Draw y on a log axis when it is positive, spans more than a decade and is closer to a
-    straight line in log space than in linear space (a geometric sigma ladder, not a cosine)."""
+    """Draw y on a log axis when it is positive, spans more than two decades and is closer to
+    a straight line in log space than in linear space (a geometric sigma ladder, not a cosine)."""
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if len(y) < 3 or (y <= 0).any() or y.max() / y.min() < 10:
+    if len(y) < 3 or (y <= 0).any() or y.max() / y.min() < 100:
         return False
 
     def r2(v):
