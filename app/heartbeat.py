@@ -4,6 +4,7 @@ blocks the event loop (a long redraw, a GIL held by the worker) shows up here.""
 from __future__ import annotations
 
 import collections
+import itertools
 import time
 
 import numpy as np
@@ -41,7 +42,5 @@ class Heartbeat(QtCore.QObject):
     def percentile(self, q: float = 99.0, last: int | None = None) -> float:
         if not self.late_ms:
             return 0.0
-        a = np.fromiter(self.late_ms, float)
-        if last:
-            a = a[-last:]
-        return float(np.percentile(a, q))
+        src = itertools.islice(reversed(self.late_ms), last) if last else self.late_ms
+        return float(np.percentile(np.fromiter(src, float), q))

@@ -67,6 +67,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._progress_since = None
         self._closing = False
         self._play_seq = 0
+        self._shown_step = -1
         self.preset_info: dict = {}
 
         self._build_controls()
@@ -530,6 +531,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 continue
             if self.panel_visible(key):
                 drew |= panel.draw()
+        if self.step != self._shown_step:          # once per frame, not once per snapshot
+            self._shown_step = self.step
+            self.step_label.setText(f"step {self.step:,}")
         if t0 - self._last_stats >= 0.5:
             self._last_stats = t0
             self._update_stats()
@@ -546,7 +550,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.step, self.steps_per_s, self.lr = p.step, p.steps_per_s, p.lr
             for panel in self.panels.values():
                 panel.on_snapshot(p)
-            self.step_label.setText(f"step {p.step:,}")
             if p.diverged and p.message != self._diverged_msg:
                 self._diverged_msg = p.message
                 self.set_playing(False)

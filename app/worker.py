@@ -35,7 +35,7 @@ from engines.config import ConfigError
 from engines.nets import count_parameters
 
 EMIT_HZ = 30.0            # snapshots per second at most
-FIELD_HZ = 10.0           # field re-evaluations per second while training
+FIELD_HZ = 5.0            # field re-evaluations per second while training (each one is redrawn)
 VIEWS_HZ = 4.0            # family views per second while training
 CHUNK_S = 0.02            # training chunk length at full speed: commands answered within ~20 ms
 MAX_FRAMES = 240          # recorded trajectory frames (decimated by 2 when exceeded)

@@ -74,7 +74,7 @@ def plain_family_loop(run: Run, batch: int):
 def bench_family(name: str, seconds: float) -> dict:
     row = dict(family=name)
     for batch in (32, 1024):
-        cfg = RunConfig(dataset=_dataset(name), family=name, train=build(TrainConfig, dict(batch=batch, n_data=4000)))
+        cfg = RunConfig(dataset=_dataset(name), family=name, train=dict(batch=batch, n_data=4000))
         run = Run(cfg)
         if not run.family.trainable:
             break
@@ -84,7 +84,7 @@ def bench_family(name: str, seconds: float) -> dict:
         row[f"train_steps_per_s_b{batch}"] = engine
         row[f"plain_steps_per_s_b{batch}"] = plain
         row[f"ratio_b{batch}"] = engine / plain
-    cfg = RunConfig(dataset=_dataset(name), family=name, train=build(TrainConfig, dict(n_data=4000)))
+    cfg = RunConfig(dataset=_dataset(name), family=name, train=dict(n_data=4000))
     run = Run(cfg)
     for n in (32, 1024):
         if run.family.samplers:
@@ -93,7 +93,7 @@ def bench_family(name: str, seconds: float) -> dict:
 
 
 def bench_samplers(name: str, seconds: float) -> list[dict]:
-    cfg = RunConfig(dataset=_dataset(name), family=name, train=build(TrainConfig, dict(n_data=4000)))
+    cfg = RunConfig(dataset=_dataset(name), family=name, train=dict(n_data=4000))
     run = Run(cfg)
     rows = []
     for sampler in run.family.samplers:
@@ -113,7 +113,7 @@ def time_to_quality(family: str = "ddpm", options: dict | None = None, train: di
                     budget: float = 30.0, check_every: float = 0.5, target: float = 1.5) -> dict:
     """Seconds of training until the energy distance of 4 x 2000 samples (averaged) is at most
     `target` x the iid level. Sampling time is excluded from the training clock and reported."""
-    cfg = RunConfig(dataset="moons", family=family, options=options or {}, train=build(TrainConfig, train or {}))
+    cfg = RunConfig(dataset="moons", family=family, options=options or {}, train=dict(train or {}))
     run = Run(cfg)
     iid = run.iid_level(2000, 4)
     trained, sample_time, curve = 0.0, 0.0, []

@@ -52,7 +52,7 @@ def _train_config(args) -> RunConfig:
         v = getattr(args, flag)
         if v is not None:
             train[flag] = v
-    return RunConfig(dataset=args.dataset, family=args.family, train=build(TrainConfig, train), options=fam,
+    return RunConfig(dataset=args.dataset, family=args.family, train=train, options=fam,
                      sampler=args.sampler or "", sampler_options=_kv(args.sampler_set))
 
 

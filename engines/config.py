@@ -113,7 +113,7 @@ class TrainConfig:
 class RunConfig:
     dataset: str = "moons"
     family: str = "ddpm"
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig | dict | None = None             # None / a dict of overrides: the family's defaults
     options: dict = field(default_factory=dict)          # family options
     sampler: str = ""                                    # "" = the family's default
     sampler_options: dict = field(default_factory=dict)
@@ -134,3 +134,10 @@ class RunConfig:
         if bad:
             raise ConfigError(f"config.toml: unknown key {sorted(bad)[0]!r}")
         return cls(train=train, **d)
+
+
+def train_config(family: str, is_image: bool = False, overrides: dict | None = None) -> TrainConfig:
+    """TrainConfig from the family's own defaults (Family.train_defaults) and the user's overrides."""
+    from . import families
+    base = families.get(family).train_defaults(is_image)
+    return build(TrainConfig, {**base, **(overrides or {})})

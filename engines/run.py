@@ -20,7 +20,7 @@ import torch
 
 from . import data as D
 from . import families, metrics
-from .config import ConfigError, RunConfig, TrainConfig, build
+from .config import ConfigError, RunConfig, TrainConfig, build, train_config
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -63,7 +63,8 @@ class Run:
     def __init__(self, cfg: RunConfig | None = None, data: torch.Tensor | None = None):
         self.cfg = cfg = cfg or RunConfig()
         if not isinstance(cfg.train, TrainConfig):
-            cfg.train = build(TrainConfig, cfg.train)
+            image = D.is_image(cfg.dataset) if data is None else torch.as_tensor(data).ndim == 4
+            cfg.train = train_config(cfg.family, image, cfg.train)
         tc = cfg.train
         self.device = pick_device(tc.device)
         torch.set_num_threads(tc.threads or default_threads())
@@ -122,9 +123,14 @@ class Run:
     def _make_optimizer(self, params, lr=None, betas=(0.9, 0.999)):
         tc = self.cfg.train
         lr = lr or tc.lr
-        if tc.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=tc.weight_decay)
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=tc.weight_decay)
+        params = list(params)
+        Opt = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW
+        # the fused kernel updates every tensor in one call: on small nets the per-tensor Python
+        # loop of the default implementation costs more than the maths
+        try:
+            return Opt(params, lr=lr, betas=betas, weight_decay=tc.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return Opt(params, lr=lr, betas=betas, weight_decay=tc.weight_decay)
 
     def set_lr(self, lr: float):
         """Change the learning rate mid-run (the app's lr control)."""

@@ -113,7 +113,7 @@ class FieldPanel(Panel):
         super().__init__(parent)
         self.field = None
         self.resolution = 24
-        self.plot = plot_widget("Learned score  ∇x log p(x)", "x₁", "x₂", aspect=True)
+        self.plot = plot_widget("Score  ∇x log p(x)", "x₁", "x₂", aspect=True)
         self.pi = self.plot.getPlotItem()
         self.img = pg.ImageItem()
         self.img.setZValue(-10)
@@ -132,7 +132,7 @@ class FieldPanel(Panel):
         self.pi.addItem(self.arrows)
         self.pi.addItem(self.true_arrows)
         self.legend = theme.legend(self.pi, (-5, -5))
-        self.legend.addItem(self.arrows, "learned score")
+        self.legend.addItem(self.arrows, "model score")
         self.text = info_text(self.pi)
         self.empty = centered_message(self.pi)
 
@@ -343,7 +343,7 @@ class FieldPanel(Panel):
 
     def _set_title(self, f):
         if "score" in f:
-            title = "Learned score  ∇x log p(x)"
+            title = "Score  ∇x log p(x)"
         else:
             title = {"energy": "Learned energy E(x)", "log_density": "Learned log density log p(x)",
                      "discriminator": "Discriminator D(x)"}.get(self.bg.currentData(), "Field")
@@ -354,7 +354,7 @@ class FieldPanel(Panel):
         if has_arrows != getattr(self, "_legend_arrows", True):
             self._legend_arrows = has_arrows
             if has_arrows:
-                self.legend.addItem(self.arrows, "learned score")
+                self.legend.addItem(self.arrows, "model score")
             else:
                 self.legend.removeItem(self.arrows)
         self.legend.setVisible(has_arrows)

@@ -39,6 +39,7 @@ class ParticlesPanel(Panel):
         self.last_step = -1
         self.model_step = 0
         self.sampler_name = ""
+        self._last_label = 0.0
 
         self.plot = plot_widget("Sampler particles", "x₁", "x₂", aspect=True)
         self.pi = self.plot.getPlotItem()
@@ -252,6 +253,10 @@ class ParticlesPanel(Panel):
         else:
             self.trails.setData([], [])
         tr = self.traj
+        now = time.perf_counter()
+        if now - self._last_label < 0.12 and 0 < f < len(tr["frames"]) - 1 and not force:
+            return                    # the label and the schedule marker at ~8 Hz are plenty
+        self._last_label = now
         t, s, i = tr["t"][f], tr["sigma"][f], int(tr["i"][f])
         parts = [f"{tr.get('sampler') or self.sampler_name or 'sampler'}: step {i + 1}/{tr['steps']}"]
         if not math.isnan(t):

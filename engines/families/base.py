@@ -6,6 +6,7 @@ as `self.ema_net` by the Run; sampling and views read `self.model` (the EMA when
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,11 @@ class Family:
         self.net: nn.Module = nn.Module()
         self.ema_net: nn.Module | None = None
 
+    @classmethod
+    def train_defaults(cls, is_image: bool) -> dict:
+        """TrainConfig values this family needs instead of the global defaults (batch, lr, ...)."""
+        return {}
+
     # ---------------------------------------------------------------- training
     @property
     def model(self) -> nn.Module:
@@ -59,13 +65,21 @@ class Family:
         (opt,) = optimizers
         loss, terms = self.loss(batch, generator)
         opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            return dict(loss=loss.detach(), **terms)
+        value = loss.item()  # one cheap read on CPU (a sync point on GPU) that guards the update
+        if not math.isfinite(value):
+            return dict(loss=value, **terms)
         loss.backward()
         if clip > 0:
-            nn.utils.clip_grad_norm_(self.net.parameters(), clip, foreach=True)
+            nn.utils.clip_grad_norm_(self.parameters, clip, foreach=True)
         opt.step()
-        return dict(loss=loss.detach(), **terms)
+        return dict(loss=value, **terms)
+
+    @property
+    def parameters(self) -> list:
+        """self.net's parameters as a cached list (walking the module tree each step costs)."""
+        if getattr(self, "_param_cache", None) is None:
+            self._param_cache = list(self.net.parameters())
+        return self._param_cache
 
     # ---------------------------------------------------------------- sampling & views
     def sampler_options(self, sampler: str | None, options: dict | None):

@@ -46,6 +46,12 @@ class DDPM(Family):
     samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions}
     default_sampler = "ddpm"
 
+    @classmethod
+    def train_defaults(cls, is_image):
+        # 2D: big batches at a high lr reach 1.5x the iid energy distance on moons in ~4 s of
+        # CPU training (python main.py bench); images keep the global defaults
+        return {} if is_image else dict(batch=1024, lr=6e-3)
+
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
         scale = 1000.0 / cfg.T if cfg.scale_betas else 1.0
