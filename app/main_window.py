@@ -18,7 +18,7 @@ from engines import data as D
 from engines.config import ConfigError, RunConfig, TrainConfig, build
 from engines.run import pick_device
 
-from . import presets, theme
+from . import gcguard, presets, theme
 from .controls import DatasetPicker, FamilyPicker, SamplerPicker, TrainSettings
 from .controls.dataset import DRAWING
 from .controls.train import LIVE
@@ -70,6 +70,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._shown_step = -1
         self.preset_info: dict = {}
 
+        gcguard.acquire()               # cyclic GC on this (GUI) thread only, while the window lives
+        self._gc_held = True
         self._build_controls()
         self._build_panels()
         self._build_toolbar()
@@ -386,6 +388,9 @@ class MainWindow(QtWidgets.QMainWindow):
         for w in self._retiring:
             w.stop(timeout_s)
         self._retiring = [w for w in self._retiring if not w.isFinished()]
+        if self._gc_held and not self._retiring:
+            self._gc_held = False
+            gcguard.release()
 
     def closeEvent(self, ev):
         self.shutdown()
@@ -521,6 +526,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for w in list(self._retiring):
             w.drain()
             if w.isFinished():
+                w.release_gc()
                 self._retiring.remove(w)
         if self.worker is not None:
             for kind, payload in self.worker.drain():

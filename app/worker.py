@@ -34,6 +34,8 @@ from PySide6 import QtCore
 from engines.config import ConfigError
 from engines.nets import count_parameters
 
+from . import gcguard
+
 EMIT_HZ = 30.0            # snapshots per second at most
 FIELD_HZ = 5.0            # field re-evaluations per second while training (each one is redrawn)
 VIEWS_HZ = 4.0            # family views per second while training
@@ -90,6 +92,20 @@ class Worker(QtCore.QThread):
             except IndexError:
                 return out
 
+    def start(self, *args):
+        # while this thread runs, cyclic garbage (which may hold Qt objects) is collected on the
+        # GUI thread only: a collection inside this thread could destroy widgets here and crash
+        if not getattr(self, "_gc_held", False):
+            self._gc_held = True
+            gcguard.acquire()
+        super().start(*args)
+
+    def release_gc(self):
+        """Give back the GUI-thread-only collection (call from the GUI thread once finished)."""
+        if getattr(self, "_gc_held", False) and not self.isRunning():
+            self._gc_held = False
+            gcguard.release()
+
     def request_stop(self):
         self._stop.set()
         self._cmds.put(("stop", {}))
@@ -97,9 +113,10 @@ class Worker(QtCore.QThread):
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Ask the thread to end and wait for it; True when it has ended."""
         self.request_stop()
-        if not self.isRunning():
-            return True
-        return self.wait(int(timeout_s * 1000))
+        ok = (not self.isRunning()) or self.wait(int(timeout_s * 1000))
+        if ok:
+            self.release_gc()
+        return ok
 
     # ================================================================ thread side
     def _post(self, kind, payload=None):
@@ -186,6 +203,7 @@ class Worker(QtCore.QThread):
         field_step = views_step = -1
         self._last_samples, self._samples_step = time.perf_counter(), -1
         self._samples_cost = 0.0
+        self._last_particles_end = -1e9
         while not self._stop.is_set():
             self.timing["cpu"] = time.thread_time()      # this thread's CPU seconds so far
             idle = not (self.playing or self._dirty or self._particles_req or self._force_samples)
@@ -200,7 +218,8 @@ class Worker(QtCore.QThread):
                 req, self._particles_req = self._particles_req, None
                 t1 = time.perf_counter()
                 final = self._particles(run, req)
-                self.timing["particles"] += time.perf_counter() - t1
+                self._last_particles_end = time.perf_counter()
+                self.timing["particles"] += self._last_particles_end - t1
                 if final is not None and self.want.get("samples") and not run.diverged:
                     # the trajectory's last frame is a fresh sample of the current model: it
                     # refreshes the Samples panel too, instead of a second sampling pass
@@ -309,8 +328,11 @@ class Worker(QtCore.QThread):
         elif run.step == self._samples_step:
             due = False
         elif self.playing:    # every `every` seconds, but never more than SAMPLING_SHARE of the time
-            wait = max(float(w.get("every", 3.0)), self._samples_cost * (1 / SAMPLING_SHARE - 1))
-            due = now - self._last_samples >= wait
+            every = float(w.get("every", 3.0))
+            wait = max(every, self._samples_cost * (1 / SAMPLING_SHARE - 1))
+            # looping particle trajectories already refresh the samples (their last frame)
+            looping = self._particles_req is not None or now - self._last_particles_end < 2 * every
+            due = now - self._last_samples >= wait and not looping
         else:   # paused on a model the samples don't show yet
             due = now - self._last_samples >= 0.3
         if due:

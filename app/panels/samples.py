@@ -135,13 +135,13 @@ class SamplesPanel(Panel):
         else:
             self.points.setData(x)
         m = self.metrics
-        lines = [f"{len(x)} samples · model of step {self.step}" + (f" · {self.sampler_name}" if self.sampler_name else "")]
+        lines = [f"{len(x)} samples · model of step {self.step}"]
         if "energy_distance_x_iid" in m:
             r = m["energy_distance_x_iid"]
-            verdict = "≈ as good as fresh data" if r < 1.5 else "close" if r < 4 else "still far" if r < 30 else "far"
-            lines.append(f"energy distance = {r:.1f} × iid level  ({verdict})")
+            verdict = "≈ fresh data" if r < 1.5 else "close" if r < 4 else "still far" if r < 30 else "far"
+            lines.append(f"energy distance {r:.1f} × iid level ({verdict})")
         if "modes_covered" in m:
             lines.append(f"modes covered: {m['modes_covered']}/{m['modes_total']}")
         if m.get("nfe"):
-            lines.append(f"{m['nfe']} network evaluations in {m.get('sample_seconds', 0):.2f} s")
+            lines.append(f"{self.sampler_name or 'sampler'}: {m['nfe']} evaluations, {m.get('sample_seconds', 0):.2f} s")
         self.text.setText("\n".join(lines))

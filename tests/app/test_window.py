@@ -19,7 +19,7 @@ from app.main_window import MainWindow
 def win(themed_app, wait_until):
     w = MainWindow()
     w.show()
-    wait_until(lambda: bool(w.info), 60, "the first run to be ready")
+    wait_until(lambda: bool(w.info), 120, "the first run to be ready")
     yield w
     w.shutdown()
     w.close()
@@ -32,7 +32,7 @@ def settle(win, pump, wait_until):
     def idle():
         pump(0.05)
         return win.worker.idle and not win.playing
-    wait_until(idle, 30, "the worker to go idle")
+    wait_until(idle, 60, "the worker to go idle")
     pump(0.1)
 
 
@@ -51,7 +51,7 @@ def test_play_trains_and_every_visible_panel_updates(win, pump, wait_until):
     assert {"field", "particles", "samples", "losses", "schedule", "stats"} <= set(visible)
     before = {k: win.panels[k].draws for k in visible}
     win.set_playing(True)
-    wait_until(lambda: win.step >= 300, 60, "300 training steps")
+    wait_until(lambda: win.step >= 300, 120, "300 training steps")
     wait_until(lambda: all(win.panels[k].draws > before[k] for k in visible) and win.samples.step, 30,
                "every visible panel to redraw")
     loss = win.losses.terms["loss"].raw.v
@@ -77,9 +77,9 @@ def test_step_advances_by_exactly_one(win, pump, wait_until):
     settle(win, pump, wait_until)
     s = win.step
     win.step_once()
-    wait_until(lambda: win.step == s + 1, 10, "one step")
+    wait_until(lambda: win.step == s + 1, 20, "one step")
     qtbot_key(win, QtCore.Qt.Key.Key_N)                     # the N shortcut
-    wait_until(lambda: win.step == s + 2, 10, "one more step")
+    wait_until(lambda: win.step == s + 2, 20, "one more step")
     pump(0.5)
     assert win.step == s + 2 and not win.playing
 
@@ -99,7 +99,7 @@ def test_slow_motion_and_stop_at_loss(win, pump, wait_until):
     win.stop_value.setText("100")                           # reached at once: the run pauses itself
     win.stop_value.editingFinished.emit()
     win.set_playing(True)
-    wait_until(lambda: not win.playing, 20, "the stop at the target loss")
+    wait_until(lambda: not win.playing, 40, "the stop at the target loss")
     win.stop_kind.setCurrentIndex(win.stop_kind.findData(None))
 
 
@@ -110,7 +110,7 @@ def test_field_follows_the_noise_level_slider(win, pump, wait_until):
                "the field at the largest noise level")
     big = np.linalg.norm(win.field.field["score"], axis=-1).mean()
     win.field.level.set_value(lv["lo"] + 1)
-    wait_until(lambda: win.field.field.get("level") == lv["lo"] + 1, 20, "the field at a small noise level")
+    wait_until(lambda: win.field.field.get("level") == lv["lo"] + 1, 40, "the field at a small noise level")
     small = np.linalg.norm(win.field.field["score"], axis=-1).mean()
     assert small > big             # the score of nearly clean data is steeper than that of noise
 
@@ -124,7 +124,7 @@ def test_analytic_dataset_overlays_the_true_score(win, pump, wait_until):
     assert len(win.field.true_arrows.xData) == 6 * win.field.resolution ** 2
     assert "relative error vs true score" in win.field.text.toPlainText()
     win.datasets.select("moons")
-    wait_until(lambda: win.info.get("n_data") == 20000 and not win.info.get("analytic"), 30, "moons again")
+    wait_until(lambda: win.info.get("n_data") == 20000 and not win.info.get("analytic"), 60, "moons again")
 
 
 def test_bad_hyperparameter_shows_message_and_keeps_the_run(win, pump):
@@ -158,7 +158,7 @@ def test_good_file_trains(win, tmp_path, wait_until):
     th = np.linspace(0, 2 * np.pi, 400, endpoint=False)
     np.savetxt(good, np.stack([np.cos(th), np.sin(th)], 1), delimiter=",", header="x,y", comments="")
     assert win.datasets.open_file(str(good))
-    wait_until(lambda: win.info.get("n_data") == 400, 30, "the file run")
+    wait_until(lambda: win.info.get("n_data") == 400, 60, "the file run")
     assert win.dataset == str(good)
 
 
@@ -176,22 +176,22 @@ def test_drawn_dataset_trains(win, pump, wait_until):
     assert n >= 8 * 12 - 12                                     # the clicks painted points
     assert abs(win.datasets.drawing[:, 1].max() - 1.2) < 0.3
     assert win.datasets.use_drawing()
-    wait_until(lambda: win.info.get("n_data") == n, 30, "the drawing run")
+    wait_until(lambda: win.info.get("n_data") == n, 60, "the drawing run")
     assert win.dataset == "drawing"
     win.set_playing(True)
-    wait_until(lambda: win.step >= 50, 30, "training on the drawing")
+    wait_until(lambda: win.step >= 50, 60, "training on the drawing")
     win.set_playing(False)
     assert np.isfinite(win.losses.terms["loss"].raw.v).all()
 
 
 def test_switching_family_mid_run(win, pump, wait_until):
     win.datasets.select("moons")
-    wait_until(lambda: win.info.get("n_data") == 20000, 30, "moons again")
+    wait_until(lambda: win.info.get("n_data") == 20000, 60, "moons again")
     others = [n for n, c in win.family.classes.items() if n != "ddpm" and c.trainable and "score" in c.capabilities]
     if not others:
         pytest.skip("no second trainable family is available yet")
     win.set_playing(True)
-    wait_until(lambda: win.step >= 20, 30, "training before the switch")
+    wait_until(lambda: win.step >= 20, 60, "training before the switch")
     old = win.worker
     name = others[0]
     i = win.family.combo.findData(name)
@@ -199,13 +199,13 @@ def test_switching_family_mid_run(win, pump, wait_until):
     win.family.combo.activated.emit(i)
     assert win.worker is not old
     wait_until(lambda: win.info.get("family") == name and win.step >= 20, 60, f"{name} training")
-    wait_until(lambda: old.isFinished(), 10, "the old worker to stop")
+    wait_until(lambda: old.isFinished(), 20, "the old worker to stop")
     assert win.playing
     win.set_playing(False)
     i = win.family.combo.findData("ddpm")
     win.family.combo.setCurrentIndex(i)
     win.family.combo.activated.emit(i)
-    wait_until(lambda: win.info.get("family") == "ddpm", 30, "ddpm again")
+    wait_until(lambda: win.info.get("family") == "ddpm", 60, "ddpm again")
 
 
 def test_nan_loss_pauses_and_says_so(win, pump, wait_until):
@@ -217,12 +217,12 @@ def test_nan_loss_pauses_and_says_so(win, pump, wait_until):
         return batch.sum() * float("nan"), {}
     run.family.loss = nan_loss
     win.set_playing(True)
-    wait_until(lambda: not win.playing, 20, "the run to pause")
+    wait_until(lambda: not win.playing, 40, "the run to pause")
     assert any(t == "Training diverged" for t, _ in win.errors[n0:])
     assert "nan" in win.errors[-1][1].lower() and "learning rate" in win.errors[-1][1]
     win._msgbox.close()
     win.restart("reset")                      # Reset rewinds to a fresh, healthy run
-    wait_until(lambda: bool(win.info), 30, "the reset run")
+    wait_until(lambda: bool(win.info), 60, "the reset run")
     assert win.step == 0
 
 
@@ -235,24 +235,24 @@ def test_worker_exception_shows_message_and_window_survives(win, pump, wait_unti
         raise RuntimeError("simulated failure inside training")
     run.train = boom
     win.set_playing(True)
-    wait_until(lambda: len(win.errors) > n0, 20, "the error message")
+    wait_until(lambda: len(win.errors) > n0, 40, "the error message")
     assert "simulated failure" in win.errors[-1][1]
-    wait_until(lambda: not win.playing, 5, "the pause")
+    wait_until(lambda: not win.playing, 10, "the pause")
     assert win.isVisible() and win.worker.isRunning()
     win._msgbox.close()
     win.restart("reset")
-    wait_until(lambda: bool(win.info), 30, "the reset run")
+    wait_until(lambda: bool(win.info), 60, "the reset run")
 
 
 def test_reset_gives_the_same_initialization(win, pump, wait_until):
     settle(win, pump, wait_until)
     win.step_once(3)
-    wait_until(lambda: win.step == 3, 20, "3 steps")
+    wait_until(lambda: win.step == 3, 40, "3 steps")
     first = win.losses.terms["loss"].raw.v.copy()
     qtbot_key(win, QtCore.Qt.Key.Key_R)
-    wait_until(lambda: bool(win.info) and win.step == 0, 30, "the rewound run")
+    wait_until(lambda: bool(win.info) and win.step == 0, 60, "the rewound run")
     win.step_once(3)
-    wait_until(lambda: win.step == 3, 20, "3 steps again")
+    wait_until(lambda: win.step == 3, 40, "3 steps again")
     assert np.allclose(win.losses.terms["loss"].raw.v, first)  # same seed, same batches, same losses
 
 
@@ -277,7 +277,7 @@ def test_views_menu_restores_a_closed_panel(win, pump):
 def test_closing_mid_training_stops_the_worker(themed_app, wait_until):
     w = MainWindow(autostart=True)
     w.show()
-    wait_until(lambda: w.step > 5, 60, "training")
+    wait_until(lambda: w.step > 5, 120, "training")
     worker = w.worker
     w.close()
     assert worker.isFinished()
