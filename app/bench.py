@@ -135,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=4.0, help="length of each measurement round")
     p.add_argument("--rounds", type=int, default=2, help="alternating app/headless rounds")
     args = p.parse_args(argv)
+    from .worker import share_the_gil
+    share_the_gil()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6 import QtWidgets

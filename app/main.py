@@ -30,6 +30,8 @@ def stats_line(stats: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from .worker import share_the_gil
+    share_the_gil()
     from . import presets
     if args.preset and not os.path.isfile(presets.path(args.preset)):
         print(f"error: no preset named {args.preset!r}; presets: {', '.join(presets.names()) or '-'}",

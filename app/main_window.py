@@ -15,7 +15,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engines import data as D
-from engines.config import ConfigError, RunConfig, TrainConfig, build
+from engines.config import ConfigError, RunConfig, TrainConfig, build, train_config
 from engines.run import pick_device
 
 from . import gcguard, presets, theme
@@ -456,17 +456,34 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================ control changes
     def _dataset_chosen(self, name, data):
         old = (self.dataset, self.data)
+        was_image = D.is_image(old[0]) if old[1] is None else old[1].ndim == 4
         self.dataset, self.data = name, data
+        if (D.is_image(name) if data is None else data.ndim == 4) != was_image:
+            self._apply_train_defaults()  # points and images train with different batches
         if not self.restart(f"dataset {os.path.basename(name)}"):
             self.dataset, self.data = old
 
     def _set_family(self, name, options=None):
         self.family.set_family(name, options)
         self.sampler.set_family(self.family.cls())
+        self._apply_train_defaults()
 
     def _family_chosen(self, name):
         self.sampler.set_family(self.family.cls())
+        self._apply_train_defaults()
         self.restart(f"family {name}")
+
+    def _apply_train_defaults(self):
+        """Show the family's own training defaults (e.g. DDPM on points: batch 1024, lr 6e-3)."""
+        name = self.family.current
+        if not name or self.family.cls() is None:
+            return
+        img = D.is_image(self.dataset) if self.data is None else self.data.ndim == 4
+        try:
+            tc = train_config(name, img)
+        except ConfigError:
+            return
+        self.train.set_values({k: v for k, v in vars(tc).items() if k not in ("seed", "device", "threads")})
 
     def _sampler_changed(self, name, options):
         self.particles.set_sampler_name(name)

@@ -16,7 +16,7 @@ import glob
 import os
 import tomllib
 
-from engines.config import ConfigError, RunConfig, TrainConfig, build
+from engines.config import ConfigError, RunConfig, TrainConfig, build, train_config
 
 from .theme import RESOURCES
 
@@ -48,7 +48,12 @@ def load(name: str) -> dict:
     bad = sorted(set(d) - known)
     if bad:
         raise ConfigError(f"preset {name}: unknown key {bad[0]!r} (known: {', '.join(sorted(known | set(META)))})")
-    train = build(TrainConfig, d.pop("train", {}))
+    from engines import data as D
+    family, dataset = d.get("family", "ddpm"), d.get("dataset", "moons")
+    try:
+        train = train_config(family, D.is_image(dataset), d.pop("train", {}))
+    except ValueError as e:
+        raise ConfigError(f"preset {name}: {e}") from None
     cfg = RunConfig(train=train, **d)
     return dict(name=os.path.splitext(os.path.basename(p))[0], title=meta["title"] or name,
                 lesson=(meta["lesson"] or "").strip(), view=dict(meta["view"] or {}), cfg=cfg)
