@@ -31,7 +31,10 @@ def names() -> list[str]:
 
 
 def is_file(name: str) -> bool:
-    return os.sep in str(name) or os.path.splitext(str(name))[1] != "" and os.path.exists(str(name))
+    """Whether `name` means a path (a separator, an extension, or something that exists) rather
+    than a dataset name; a missing path then gets the file loader's clear error."""
+    name = str(name)
+    return os.sep in name or os.path.splitext(name)[1] != "" or os.path.exists(name)
 
 
 def is_image(name: str) -> bool:
@@ -63,14 +66,10 @@ def load(name: str, n: int, seed: int = 0) -> torch.Tensor:
         return IMAGES[name](n, g)
     if is_file(name) or os.path.isdir(str(name)):
         from .images import is_image_path, load_images
-        if is_image_path(name):  # a folder, an image/IDX file, or a .npy/.npz with 3-4 dims
-            x = load_images(name)
-            if n and n < len(x):
-                x = x[torch.randperm(len(x), generator=g)[:n]]
-            return x
         from .files import load_points_file
-        x = load_points_file(name)
-        if n and n < len(x):  # a user file is used whole unless asked for fewer points
+        # a folder, an image/IDX file, or a .npy/.npz with 3-4 dims holds images; else points
+        x = load_images(name) if is_image_path(name) else load_points_file(name)
+        if n and n < len(x):  # a user file is used whole unless asked for fewer examples
             x = x[torch.randperm(len(x), generator=g)[:n]]
         return x
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(names())}, or a file path")
