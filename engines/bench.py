@@ -58,9 +58,15 @@ def plain_ddpm_loop(run: Run, batch: int):
 
 
 def plain_family_loop(run: Run, batch: int):
-    """A hand-written loop around the family's loss (for families whose maths has no shorter form)."""
+    """A hand-written loop around the family's own update (for families whose maths has no
+    shorter form): torch's default AdamW as a person would write it, and the same EMA."""
     fam, tc = run.family, run.cfg.train
-    opts = fam.optimizers(run._make_optimizer)
+
+    def plain_adamw(params, lr=None, betas=(0.9, 0.999)):
+        return torch.optim.AdamW(params, lr=lr or tc.lr, betas=betas, weight_decay=tc.weight_decay)
+    opts = fam.optimizers(plain_adamw)
+    params = list(fam.net.parameters())
+    ema = [p.detach().clone() for p in params] if tc.ema > 0 and params else None
     data = run.train_data
     g = torch.Generator().manual_seed(0)
 
@@ -68,6 +74,9 @@ def plain_family_loop(run: Run, batch: int):
         x = data[torch.randint(0, len(data), (batch,), generator=g)]
         terms = fam.train_step(x, opts, tc.grad_clip, g)
         float(terms["loss"])
+        if ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1 - tc.ema)
     return step
 
 
