@@ -118,6 +118,21 @@ def bench_samplers(name: str, seconds: float) -> list[dict]:
     return rows
 
 
+IMAGE_BENCH = {"ddpm": "digits", "ncsn": "digits", "score_sde": "digits", "vae": "digits", "gan": "digits",
+               "autoregressive": "digits_binary", "rbm": "digits_binary", "discrete_diffusion": "digits_binary"}
+
+
+def bench_images(name: str, seconds: float) -> dict:
+    """Images/s for training (steps/s x batch, the family's image defaults) and for sampling 64."""
+    run = Run(RunConfig(dataset=IMAGE_BENCH[name], family=name))
+    batch = min(run.cfg.train.batch, len(run.data))
+    steps = _timeit(lambda: run.train(2), seconds, 1) * 2
+    t0 = time.perf_counter()
+    run.sample(64)
+    return dict(family=name, dataset=IMAGE_BENCH[name], batch=batch, train_images_per_s=steps * batch,
+                sample_images_per_s=64 / (time.perf_counter() - t0))
+
+
 def time_to_quality(family: str = "ddpm", options: dict | None = None, train: dict | None = None,
                     budget: float = 30.0, check_every: float = 0.5, target: float = 1.5) -> dict:
     """Seconds of training until the energy distance of 4 x 2000 samples (averaged) is at most
@@ -172,6 +187,15 @@ def main(args) -> int:
     print(_table(out["families"], ["family", "train_steps_per_s_b32", "plain_steps_per_s_b32", "ratio_b32",
                                    "train_steps_per_s_b1024", "plain_steps_per_s_b1024", "ratio_b1024",
                                    "samples_per_s_n32", "samples_per_s_n1024"]))
+    out["images"] = []
+    for name in IMAGE_BENCH:
+        if name in names:
+            try:
+                out["images"].append(bench_images(name, secs))
+            except Exception as e:
+                out["images"].append(dict(family=name, error=str(e)))
+    print("\nimage families (8x8 digits):")
+    print(_table(out["images"], ["family", "dataset", "batch", "train_images_per_s", "sample_images_per_s"]))
     print("\nsamplers (1024 particles):")
     print(_table(out["samplers"], ["family", "sampler", "steps", "seconds", "particle_steps_per_s"]))
     budget = 3.0 if quick else 30.0
