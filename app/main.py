@@ -1,4 +1,4 @@
-"""`python main.py [--preset NAME] [--autostart] [--quit-after S] [--screenshot FILE]`
+"""`python main.py [--preset NAME] [--family F] [--dataset D] [--autostart] [--quit-after S] [--screenshot FILE]`
 
 Opens the window (default lesson: moons + DDPM). With --quit-after the window closes itself
 after S seconds (saving --screenshot just before); on exit one line of key=value stats goes
@@ -21,6 +21,10 @@ def parse_args(argv):
     p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close after S seconds")
     p.add_argument("--screenshot", metavar="FILE", help="save the window as PNG just before quitting")
     p.add_argument("--size", default=None, metavar="WxH", help="window size (default 1600x1000)")
+    p.add_argument("--family", default=None, metavar="NAME", help="model family (python main.py list); "
+                   "overrides the preset's")
+    p.add_argument("--dataset", default=None, metavar="NAME|PATH", help="dataset name, data file or image folder; "
+                   "overrides the preset's")
     return p.parse_args(argv)
 
 
@@ -35,6 +39,15 @@ def main(argv=None) -> int:
     from . import presets
     if args.preset and not os.path.isfile(presets.path(args.preset)):
         print(f"error: no preset named {args.preset!r}; presets: {', '.join(presets.names()) or '-'}",
+              file=sys.stderr)
+        return 2
+    from engines import data as D
+    from engines import families
+    if args.family and args.family not in families.names():
+        print(f"error: no family named {args.family!r}; families: {', '.join(families.names())}", file=sys.stderr)
+        return 2
+    if args.dataset and args.dataset not in D.names() and not os.path.exists(args.dataset):
+        print(f"error: no dataset named {args.dataset!r} and no such file; datasets: {', '.join(D.names())}",
               file=sys.stderr)
         return 2
     size = None
@@ -55,6 +68,12 @@ def main(argv=None) -> int:
     app.setApplicationName("genplayground")
     theme.apply(app)
     win = MainWindow(preset=args.preset, autostart=args.autostart)
+    if args.family or args.dataset:
+        from engines.config import ConfigError
+        try:
+            win.choose(family=args.family, dataset=args.dataset)
+        except (ConfigError, ValueError) as e:
+            win.show_error("Could not open this family or dataset", str(e))
     if size:
         win.resize(*size)
     win.show()

@@ -7,6 +7,7 @@ to the panels and lets each visible panel redraw what changed. Panels say what t
 """
 from __future__ import annotations
 
+import html
 import math
 import os
 import time
@@ -40,6 +41,31 @@ def peak_rss_mb() -> float:
         return float("nan")
 
 
+class WrapLabel(QtWidgets.QLabel):
+    """A word-wrapped label that asks for the height its text needs at its actual width (a
+    plain QLabel in a scroll area sizes itself for a guessed width and gets clipped)."""
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        h = self.heightForWidth(self.width())
+        if h > 0 and h != self.minimumHeight():
+            self.setMinimumHeight(h)
+
+    def setText(self, text):
+        super().setText(text)
+        h = self.heightForWidth(self.width()) if self.width() > 50 else -1
+        if h > 0:
+            self.setMinimumHeight(h)
+
+
+def lesson_html(title: str, lesson: str) -> str:
+    """A preset's title and lesson as rich text: formulas like <v h^T> are escaped, hard line
+    breaks of the TOML text are joined, blank lines start paragraphs."""
+    paras = [" ".join(l.strip() for l in p.splitlines()) for p in lesson.split("\n\n") if p.strip()]
+    body = "<br><br>".join(html.escape(p) for p in paras)
+    return f"<b>{html.escape(title)}</b>" + (f"<br>{body}" if body else "")
+
+
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, preset: str | None = None, autostart: bool = False, parent=None):
         super().__init__(parent)
@@ -69,6 +95,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._play_seq = 0
         self._shown_step = -1
         self.preset_info: dict = {}
+        self._resume_play = False         # paused only because the family has nothing to train
 
         gcguard.acquire()               # cyclic GC on this (GUI) thread only, while the window lives
         self._gc_held = True
@@ -108,7 +135,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return box
 
     def _build_controls(self):
-        self.lesson = QtWidgets.QLabel("")
+        self.lesson = WrapLabel("")
         self.lesson.setWordWrap(True)
         self.lesson.setObjectName("lesson")
         self.lesson.setVisible(False)
@@ -176,12 +203,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitDockWidget(dk["particles"], dk["samples"], H)
         self.splitDockWidget(dk["losses"], dk["schedule"], H)
         self.splitDockWidget(dk["schedule"], dk["stats"], H)
-        self.tabifyDockWidget(dk["stats"], dk["views"])
-        dk["stats"].raise_()
+        # the family's own pictures share the middle of the bottom row with the noise schedule:
+        # a family brings to the front whichever of the two it has (diffusion on images: both)
+        self.tabifyDockWidget(dk["schedule"], dk["views"])
+        dk["schedule"].raise_()
         self.resizeDocks([self.controls_dock], [360], H)
         self.resizeDocks([dk["field"], dk["losses"]], [580, 400], V)
         self.resizeDocks([dk["field"], dk["particles"], dk["samples"]], [420, 420, 420], H)
-        self.resizeDocks([dk["losses"], dk["schedule"], dk["stats"]], [560, 360, 340], H)
+        self.resizeDocks([dk["losses"], dk["schedule"], dk["stats"]], [450, 540, 270], H)
+        self.field.level.valueChanged.connect(self.views.level.set_value)     # one noise level for both
+        self.views.level.valueChanged.connect(self.field.level.set_value)
+        self.views.level_elsewhere = lambda: self.panel_visible("field") and self.field.level.isVisible()
         self.particles.requestParticles.connect(self._request_particles)
         self.particles.frameShown.connect(self.schedule.set_time)
         self.samples.refreshRequested.connect(lambda: self.worker and self.worker.send("samples_now"))
@@ -197,7 +229,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.play_action.setCheckable(True)
         self.play_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
         self.play_action.setToolTip("Play / pause training (Space)")
-        self.play_action.triggered.connect(self.set_playing)
+        self.play_action.triggered.connect(self._user_play)
         self.step_action = QtGui.QAction(st.standardIcon(SP.SP_MediaSeekForward), "Step", self)
         self.step_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_N))
         self.step_action.setToolTip("Train exactly one batch, then pause (N)")
@@ -241,7 +273,11 @@ class MainWindow(QtWidgets.QMainWindow):
         fm = mb.addMenu("&File")
         a = fm.addAction("Open data file…")
         a.setShortcut(QtGui.QKeySequence.StandardKey.Open)
+        a.setToolTip("2D points (CSV/TSV/NPY/NPZ) or images (PNG/JPEG..., .npy/.npz image arrays, MNIST IDX)")
         a.triggered.connect(self.datasets.open_dialog)
+        a = self.open_folder_action = fm.addAction("Open image folder…")
+        a.setToolTip("Train on a folder of PNG/JPEG images (all the same size)")
+        a.triggered.connect(self.datasets.open_folder_dialog)
         a = fm.addAction("Save screenshot…")
         a.triggered.connect(self._save_screenshot_dialog)
         fm.addSeparator()
@@ -321,8 +357,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sampler.set_family(fam, cfg.sampler, cfg.sampler_options)
         self.train.set_values({k: v for k, v in vars(cfg.train).items()})
         self.dataset, self.data = cfg.dataset, None
-        if D.is_file(cfg.dataset):
-            self.datasets.open_file(cfg.dataset)
+        if D.is_file(cfg.dataset) or os.path.isdir(cfg.dataset):
+            self.datasets.open_file(cfg.dataset, background=False)
         else:
             self.datasets.select(cfg.dataset, emit=False)
         view = p["view"]
@@ -332,11 +368,36 @@ class MainWindow(QtWidgets.QMainWindow):
             self._pending_level = view["field_level"]
         if "speed" in view and view["speed"] in SPEEDS:
             self.speed.setValue(SPEEDS.index(view["speed"]))
-        self.lesson.setText(f"<b>{p['title']}</b><br>{p['lesson']}" if p["lesson"] else f"<b>{p['title']}</b>")
+        self.lesson.setText(lesson_html(p["title"], p["lesson"] or ""))
         self.lesson.setVisible(True)
         self.setWindowTitle(f"Generative-model playground — {p['title']}")
         if restart:
             self.restart(f"lesson {p['title']}")
+
+    def choose(self, family: str | None = None, dataset: str | None = None):
+        """Switch the family and/or the dataset (a name, a file or an image folder) as the
+        pickers would, then start a fresh run (python main.py --family F --dataset D).
+        ValueError for an unknown family or dataset, ConfigError for a bad file."""
+        if family:
+            self.family.set_family(family)
+            self.sampler.set_family(self.family.cls())
+        if dataset:
+            if dataset in D.names():
+                self.datasets.select(dataset, emit=False)
+                self.dataset, self.data = dataset, None
+            elif D.is_file(dataset) or os.path.isdir(dataset):
+                before = len(self.errors)
+                ok = self.datasets.open_file(dataset, background=False)
+                if not ok:
+                    raise ConfigError(f"could not load {dataset}"
+                                      + (f": {self.errors[-1][1]}" if len(self.errors) > before else ""))
+                self.dataset, self.data = dataset, self.datasets.files[dataset]
+            else:
+                raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(D.names())}, "
+                                 f"or a file or folder path")
+        self._apply_train_defaults()
+        self.lesson.setVisible(False)
+        self.restart(f"{self.family.current} on {os.path.basename(str(self.dataset))}")
 
     # ================================================================ run lifecycle
     def restart(self, reason: str = "") -> bool:
@@ -410,6 +471,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._play_seq += 1
         if self.worker is not None:
             self.worker.send("play", on=on, seq=self._play_seq)
+
+    def _user_play(self, on):
+        self._resume_play = False
+        self.set_playing(on)
 
     def _note_play(self, on):
         """Training time of the current run (for steps_per_s): counted while playing and ready."""
@@ -594,12 +659,19 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._pending_level = None
             trainable = p.get("trainable", True)
             if not trainable:
+                # nothing to train: pause, and play again when the user moves on to a family that trains
+                self._resume_play = self._resume_play or self.playing
                 self.set_playing(False)
+            elif self._resume_play:
+                self._resume_play = False
+                self.set_playing(True)
             for a in (self.play_action, self.step_action):
                 a.setEnabled(trainable)
             self._note_play(self.playing)
-            # a family with pictures of its own brings its panel to the front of the tab
-            (self.docks["views"] if p.get("has_views") else self.docks["stats"]).raise_()
+            # a family with pictures of its own brings its panel to the front of the tab; one
+            # without a noise schedule shows its views panel (which says what it is waiting for)
+            has_schedule = any(k != "x_label" for k in (p.get("schedule") or {}))
+            (self.docks["views"] if p.get("has_views") or not has_schedule else self.docks["schedule"]).raise_()
             self._update_want()
             if self.panel_visible("particles") and p.get("samplers") is not None:
                 self.particles.request()
@@ -624,7 +696,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.progress.setVisible(False)
                 if p:
                     self.stats.set_values(nfe=(f"{p['nfe']:,} ({p['steps']} steps)" if p["nfe"] else
-                                               f"no network ({p['steps']} steps)"),
+                                               f"- ({p['steps']} steps)"),
                                           sample_time=f"{p['seconds']:.2f} s")
         elif kind == "state":
             # the worker paused itself (diverged, target reached, an error); ignore a notice
@@ -640,6 +712,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 pass
         elif kind == "sampler_levels":
             self.info["sampler_levels"] = p
+        elif kind == "has_views":
+            # the family's pictures exist once training has started (an EBM's chains, a
+            # discrete diffusion's corrupted data): bring them to the front
+            if p and self.info and not self.info.get("has_views"):
+                self.info["has_views"] = True
+                self.docks["views"].raise_()
 
     def _update_stats(self):
         now = time.perf_counter()
@@ -656,8 +734,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.lr is not None:
             vals["lr"] = f"{self.lr:g}"
         m = self.samples.metrics
-        if "energy_distance_x_iid" in m:
+        if "fid" in m:
+            vals["metric"] = "see FID / IS (digit images)"
+        elif "energy_distance_x_iid" in m:
             vals["metric"] = f"{m['energy_distance_x_iid']:.2f} × iid (step {self.samples.step})"
+        if "fid" in m:
+            vals["fid"] = f"FID {m['fid']:.1f} · IS {m.get('inception_score', float('nan')):.2f} (step {self.samples.step})"
+        elif self.info:
+            vals["fid"] = "- (digit images only)"
         self.stats.set_values(**vals)
         self.fps = fps
 

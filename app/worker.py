@@ -10,6 +10,7 @@ widget: everything it hands over is a plain value, a copied numpy array or an
     trajectory  dict: frames (F, n, ...) float32, t (F,), sigma (F,), i (F,), nfe, seconds
     progress    dict: i, total (or None), x (latest particles), t, sigma, elapsed (long sampling)
     state       dict: playing
+    has_views   bool: after the first training steps, whether the family now draws views
     info        str for the status bar
     error       (title, message): shown in a message box; the run pauses, the window lives on
 
@@ -163,7 +164,7 @@ class Worker(QtCore.QThread):
     def _ready_info(self, run, seconds):
         fam = run.family
         info = dict(
-            family=fam.name, title=fam.title or fam.name, summary=fam.summary,
+            family=fam.name, title=fam.title or fam.name, summary=fam.summary, dataset=str(run.cfg.dataset),
             capabilities=set(fam.capabilities), level=dict(fam.level) if fam.level else None,
             samplers=list(fam.samplers), default_sampler=fam.default_sampler,
             parameters=count_parameters(fam.net), device=str(run.device),
@@ -190,6 +191,7 @@ class Worker(QtCore.QThread):
             info["has_views"] = bool(run.views(dict(self.want.get("views") or {"n": 200})))
         except Exception:
             info["has_views"] = False
+        self._ready_has_views = info["has_views"]
         return info
 
     def _sampler_levels(self, run):
@@ -201,7 +203,17 @@ class Worker(QtCore.QThread):
             return None
 
     # ---------------------------------------------------------------- the loop
+    def _probe_views(self, run):
+        """Once training has started, tell the GUI whether the family now draws pictures of its
+        own (many only can after a first batch): it may bring their panel to the front."""
+        self._views_probe = False
+        try:
+            self._post("has_views", bool(run.views({"n": 8})))
+        except Exception:
+            pass
+
     def _loop(self, run):
+        self._views_probe = not self._ready_has_views
         self._dirty = True           # something the GUI has not seen yet
         self._force_field = True     # recompute the field at the next emit whatever the step
         self._force_views = True
@@ -247,6 +259,8 @@ class Worker(QtCore.QThread):
                     self.timing["samples"] += time.perf_counter() - t1
                 continue
             trained = self._train_chunk(run) if self.playing else 0
+            if self._views_probe and run.step > 0:
+                self._probe_views(run)
             if self._samples_due(run):
                 t1 = time.perf_counter()
                 samp = self._samples(run, self.want["samples"])

@@ -1,9 +1,13 @@
-"""Dataset picker: named datasets (engines.data.names()) with a live preview, a draw mode in
-which the user paints the training points with the mouse, and user files (CSV/TSV/NPY/NPZ
-via engines.data.files.load_points_file, whose DataFileError message is shown as is)."""
+"""Dataset picker: named datasets (engines.data.names(): 2D toys, analytic mixtures, image
+sets) with a live preview, a draw mode in which the user paints the training points with the
+mouse, and user files: 2D points (CSV/TSV/NPY/NPZ via engines.data.files.load_points_file) or
+images (a folder of PNG/JPEG, an image .npy/.npz, an MNIST IDX file via
+engines.data.images.load_images). A loader's DataFileError message is shown as is and the
+current dataset stays. Big image files load in a background thread with a progress bar."""
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -12,6 +16,7 @@ from PySide6 import QtCore, QtWidgets
 
 from engines import data as D
 from engines.data.files import EXTENSIONS, DataFileError, load_points_file
+from engines.data.images import IMAGE_EXTENSIONS, is_image_path, load_images
 
 from .. import theme
 from ..panels.base import Points, show_image_grid
@@ -20,6 +25,19 @@ from .form import combo
 DRAW_RANGE = 3.0          # the canvas is [-3, 3]^2
 DRAWING = "drawing"
 PREVIEW_N = 1500
+BACKGROUND_BYTES = 4 * 2 ** 20      # image files bigger than this (or folders) load in a thread
+FILE_FILTER = ("Data files (*.csv *.tsv *.txt *.npy *.npz *.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff "
+               "*idx*-ubyte *idx*-ubyte.gz *.idx *.gz);;"
+               "2D points (*.csv *.tsv *.txt *.npy *.npz);;"
+               "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp *.tif *.tiff *.npy *.npz);;"
+               "MNIST IDX (*idx*-ubyte *idx*-ubyte.gz *.idx *.gz);;All files (*)")
+
+
+def _kind_of(name: str) -> str:
+    """A heading for the dataset list: which group a built-in dataset belongs to."""
+    if D.is_image(name):
+        return "images"
+    return "analytic mixtures (exact score known)" if D.mixture(name) is not None else "2D toys"
 
 
 class DrawBox(pg.ViewBox):
@@ -63,16 +81,44 @@ class DatasetPicker(QtWidgets.QWidget):
         self._cache: dict = {}
 
         self.combo = combo()
-        self.combo.setToolTip("The training data. Analytic mixtures (8gaussians, 25gaussians, gmm) "
-                              "also give the exact score for comparison.")
+        self.combo.setToolTip("The training data: 2D toys, analytic mixtures (8gaussians, 25gaussians, gmm: "
+                              "they also give the exact score for comparison) and small image sets "
+                              "(digits 8x8, digits16, shapes 16x16; the _binary ones for RBMs and "
+                              "discrete diffusion).")
+        model = self.combo.model()
+        group = None
         for n in D.names():
+            g = _kind_of(n)
+            if g != group:        # a disabled heading row per group
+                group = g
+                self.combo.addItem(f"— {g} —", None)
+                model.item(self.combo.count() - 1).setEnabled(False)
             self.combo.addItem(n, n)
+        self.combo.insertSeparator(self.combo.count())
         self.combo.addItem("✎ drawing", DRAWING)
         self.combo.activated.connect(self._picked)
-        self.open_btn = QtWidgets.QPushButton("Open file…")
-        self.open_btn.setToolTip("Train on your own 2D points: " + ", ".join(EXTENSIONS) +
-                                 " with two columns x, y (an optional header row)")
+        self.open_btn = QtWidgets.QToolButton()
+        self.open_btn.setText("Open file…")
+        self.open_btn.setPopupMode(QtWidgets.QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.open_btn.setToolTip("Train on your own data: 2D points (" + ", ".join(EXTENSIONS) +
+                                 ", two columns x, y) or images (" + ", ".join(IMAGE_EXTENSIONS[:3]) +
+                                 "…, an image .npy/.npz, an MNIST IDX file). The arrow: open a folder of images.")
         self.open_btn.clicked.connect(self.open_dialog)
+        menu = QtWidgets.QMenu(self.open_btn)
+        menu.addAction("Open file…", self.open_dialog)
+        menu.addAction("Open image folder…", self.open_folder_dialog)
+        self.open_btn.setMenu(menu)
+        # background loading of big image files
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setVisible(False)
+        self.cancel_btn = QtWidgets.QPushButton("Cancel")
+        self.cancel_btn.setVisible(False)
+        self.cancel_btn.clicked.connect(self.cancel_loading)
+        self._load = None                 # dict(path, thread, fraction, result, error, cancel)
+        self._load_timer = QtCore.QTimer(self)
+        self._load_timer.setInterval(50)
+        self._load_timer.timeout.connect(self._poll_load)
 
         self.box = DrawBox()
         self.view = pg.PlotWidget(viewBox=self.box)
@@ -117,9 +163,13 @@ class DatasetPicker(QtWidgets.QWidget):
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.combo, 1)
         top.addWidget(self.open_btn)
+        prog = QtWidgets.QHBoxLayout()
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.cancel_btn)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
+        lay.addLayout(prog)
         lay.addWidget(self.view)
         lay.addWidget(self.draw_tools)
         self.select("moons", emit=False)
@@ -127,6 +177,9 @@ class DatasetPicker(QtWidgets.QWidget):
     # ------------------------------------------------------------ selection
     def _picked(self, idx):
         name = self.combo.itemData(idx)
+        if name is None:                  # a heading
+            self._restore_combo()
+            return
         if name == DRAWING:
             self.enter_draw_mode()
             return
@@ -168,7 +221,9 @@ class DatasetPicker(QtWidgets.QWidget):
             self.img.setVisible(True)
             h, w = show_image_grid(self.img, x[:36])[:2]
             self.view.setRange(xRange=(0, w), yRange=(0, h * 1.14), padding=0.02)   # room for the label
-            self.label.setText(f"{name}: images {tuple(x.shape[1:])}")
+            shape = "×".join(str(v) for v in x.shape[1:])
+            n = f"{len(data):,} images" if data is not None else "images"
+            self.label.setText(f"{os.path.basename(name)}: {n} {shape} (C×H×W)")
         else:
             self.img.setVisible(False)
             self.points.setData(x)
@@ -186,24 +241,121 @@ class DatasetPicker(QtWidgets.QWidget):
 
     # ------------------------------------------------------------ files
     def open_dialog(self):
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open a 2D point file", "", "Point files (*.csv *.tsv *.txt *.npy *.npz);;All files (*)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open 2D points or images", "", FILE_FILTER)
         if path:
             self.open_file(path)
 
-    def open_file(self, path: str) -> bool:
-        """Load a user file; on a bad file show the engine's message and keep the current dataset."""
+    def open_folder_dialog(self):
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a folder of images (PNG, JPEG…)")
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str, background: bool | None = None) -> bool | None:
+        """Load a user file or image folder; on a bad one show the engine's message and keep the
+        current dataset (False). Image folders and big image files load in a thread with a
+        progress bar (background=None: decide by size): None is returned then, and the dataset
+        is chosen when the load has finished."""
+        path = str(path)
         try:
-            x = load_points_file(path)
-        except DataFileError as e:
-            self.error.emit("Could not use this file", str(e))
-            self._restore_combo()
-            return False
+            images = os.path.isdir(path) or is_image_path(path)
+        except Exception:
+            images = False
+        if not images:
+            try:
+                x = load_points_file(path)
+            except DataFileError as e:
+                return self._failed(str(e))
+            return self._loaded(path, x)
+        if background is None:
+            try:
+                background = os.path.isdir(path) or os.path.getsize(path) > BACKGROUND_BYTES
+            except OSError:
+                background = False
+        if not background:
+            try:
+                x = load_images(path)
+            except (DataFileError, OSError, ValueError) as e:
+                return self._failed(str(e))
+            return self._loaded(path, x)
+        self._start_load(path)
+        return None
+
+    def _failed(self, msg: str) -> bool:
+        self.error.emit("Could not use this file", msg)
+        self._restore_combo()
+        return False
+
+    def _loaded(self, path: str, x) -> bool:
         self.files[path] = x
         if self.combo.findData(path) < 0:
-            self.combo.addItem(f"📄 {os.path.basename(path)}", path)
+            icon = "🖼" if x.ndim == 4 else "📄"
+            self.combo.addItem(f"{icon} {os.path.basename(path.rstrip(os.sep)) or path}", path)
         self.select(path)
         return True
+
+    # ------------------------------------------------------------ background loading
+    def loading(self) -> bool:
+        return self._load is not None
+
+    def _start_load(self, path: str):
+        self.cancel_loading()
+        job = dict(path=path, fraction=0.0, result=None, error=None, cancel=False, done=False)
+
+        def progress(f):
+            if job["cancel"]:
+                raise InterruptedError("cancelled")
+            job["fraction"] = float(f)
+
+        def work():
+            try:
+                job["result"] = load_images(path, progress=progress)
+            except InterruptedError:
+                pass
+            except Exception as e:      # DataFileError and anything unexpected: shown, not raised
+                job["error"] = str(e) if isinstance(e, (DataFileError, OSError, ValueError)) \
+                    else f"{type(e).__name__}: {e}"
+            finally:
+                job["done"] = True
+        job["thread"] = threading.Thread(target=work, name="load-images", daemon=True)
+        self._load = job
+        name = os.path.basename(path.rstrip(os.sep)) or path
+        self.progress.setFormat(f"loading {name}: %p%")
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_btn.setVisible(True)
+        self.open_btn.setEnabled(False)
+        job["thread"].start()
+        self._load_timer.start()
+
+    def cancel_loading(self):
+        job = self._load
+        if job is None:
+            return
+        job["cancel"] = True
+        job["thread"].join(5.0)
+        self._end_load()
+
+    def _end_load(self):
+        self._load = None
+        self._load_timer.stop()
+        self.progress.setVisible(False)
+        self.cancel_btn.setVisible(False)
+        self.open_btn.setEnabled(True)
+
+    def _poll_load(self):
+        job = self._load
+        if job is None:
+            return
+        self.progress.setValue(int(1000 * min(max(job["fraction"], 0.0), 1.0)))
+        if not job["done"]:
+            return
+        self._end_load()
+        if job["cancel"]:
+            return
+        if job["error"] is not None:
+            self._failed(job["error"])
+        elif job["result"] is not None:
+            self._loaded(job["path"], job["result"])
 
     # ------------------------------------------------------------ drawing
     def enter_draw_mode(self):

@@ -14,16 +14,20 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from .. import theme
-from .base import Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows
+from .base import (Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows,
+                   show_image_grid)
 
 BACKGROUNDS = [  # key in the field dict -> label
     ("score", "|score|  (log10)"),
     ("energy", "energy E(x)"),
     ("log_density", "log density"),
-    ("discriminator", "discriminator D(x)"),
+    ("discriminator", "discriminator D(x) / critic f(x)"),
     ("error", "|learned - true score|  (log10)"),
     ("none", "no background"),
 ]
+
+
+FIELD_KEYS = {"score", "energy", "log_density", "discriminator"}   # what can be drawn on the plane
 
 
 class LevelSlider(QtWidgets.QWidget):
@@ -158,10 +162,12 @@ class FieldPanel(Panel):
         self.res = QtWidgets.QSpinBox()
         self.res.setRange(6, 64)
         self.res.setValue(self.resolution)
-        self.res.setToolTip("Grid resolution R: R x R arrows")
+        self.res.setToolTip("Grid resolution R: R x R arrows (a family without arrows gets a 2R x 2R heat map)")
         self.res.valueChanged.connect(self._set_res)
 
-        row2 = QtWidgets.QHBoxLayout()
+        self.controls = QtWidgets.QWidget()
+        row2 = QtWidgets.QHBoxLayout(self.controls)
+        row2.setContentsMargins(0, 0, 0, 0)
         row2.addWidget(self.bg, 1)
         row2.addWidget(self.mode)
         self.res_label = QtWidgets.QLabel("grid")
@@ -172,13 +178,18 @@ class FieldPanel(Panel):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.level)
-        lay.addLayout(row2)
+        lay.addWidget(self.controls)
         lay.addWidget(self.plot, 1)
-        self.note = QtWidgets.QLabel("Images have no 2D field to draw.\nSee the Samples and Particles panels.")
+        # image runs: no 2D field; the panel shows training images to compare the samples with
+        self.data_img = pg.ImageItem()
+        self.data_img.setVisible(False)
+        self.pi.addItem(self.data_img)
+        self.note = QtWidgets.QLabel("")
         self.note.setObjectName("hint")
-        self.note.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.note.setWordWrap(True)
         self.note.setVisible(False)
-        lay.addWidget(self.note, 1)
+        lay.addWidget(self.note)
+        self.no_field = False          # the family gives nothing to draw on the plane
         self._fill_backgrounds(("score",))
         self.empty.setText("Waiting for the model…")
 
@@ -193,30 +204,57 @@ class FieldPanel(Panel):
         self.level.set_level(info.get("level"))
         self.true_box.setVisible(bool(info.get("analytic")))
         img = bool(info.get("is_image"))
-        self.plot.setVisible(not img)
-        self.note.setVisible(img)
-        for w in (self.level, self.bg, self.mode, self.res, self.data_box, self.res_label):
-            w.setEnabled(not img)
-        if img:
-            self.data.setData(None)
-        else:
-            self.empty.setText("Computing the field…")
-            self.data.setData(info.get("preview"))
-            b = info.get("bounds")
-            if b:
-                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0.04)   # room for the edge arrows
+        self.no_field = img
+        self.controls.setVisible(not img)
+        self.level.setVisible(info.get("level") is not None and not img)
+        self.data_img.setVisible(img)
+        self.img.setVisible(False)
+        self.cbar.setVisible(False)
+        self.legend.setVisible(not img)
+        for ax in ("left", "bottom"):
+            self.pi.showAxis(ax, not img)
         self.arrows.setData([], [])
         self.true_arrows.setData([], [])
         self.img.clear()
         self.text.setText("")
+        if img:
+            self.data.setData(None)
+            prev = info.get("preview")
+            if prev is not None and len(prev):
+                show_image_grid(self.data_img, prev[:36])
+                self.pi.setRange(xRange=(0, self.data_img.width()), yRange=(0, self.data_img.height()), padding=0.02)
+            self._title = "Training images"
+            self.pi.setTitle(self._title, color=theme.FG, size="10pt")
+            self.empty.setVisible(False)
+            self.note.setText("Images have no 2D field to draw (a score, energy or density over the plane). "
+                              "Shown instead: training images, to compare with the Samples; the family's own "
+                              "pictures are in Family views.")
+            self.note.setVisible(True)
+        else:
+            self.note.setVisible(False)
+            self.empty.setText("Computing the field…")
+            self.empty.setVisible(True)
+            self.data.setData(info.get("preview"))
+            b = info.get("bounds")
+            if b:
+                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0.04)   # room for the edge arrows
 
     def want(self):
         if self.info.get("is_image"):
             return {}
-        return dict(field=dict(resolution=self.resolution, level=self.level.value()))
+        return dict(field=dict(resolution=self.grid_resolution(), level=self.level.value()))
+
+    def grid_resolution(self) -> int:
+        """R of the R x R grid asked for: the arrow grid, or twice as fine for a family whose
+        field is a heat map only (no arrows to keep apart, a smoother picture)."""
+        caps = self.info.get("capabilities")
+        if caps is not None and "score" not in caps:
+            return min(2 * self.resolution, 96)
+        return self.resolution
 
     def _set_res(self, v):
         self.resolution = int(v)
+        self.dirty = True
         self.wantChanged.emit()
 
     def _touch(self, *a):
@@ -232,7 +270,8 @@ class FieldPanel(Panel):
         for k, lab in have:
             self.bg.addItem(lab, k)
         # prefer a scalar map the family provides over |score|
-        pick = cur if cur in dict(have) else next((k for k in ("energy", "log_density", "score") if k in keys), "none")
+        pick = cur if cur in dict(have) else next(
+            (k for k in ("energy", "log_density", "discriminator", "score") if k in keys), "none")
         self.bg.setCurrentIndex(max(0, [k for k, _ in have].index(pick)))
         self.bg.blockSignals(False)
 
@@ -244,9 +283,17 @@ class FieldPanel(Panel):
     # ------------------------------------------------------------ drawing
     def _draw(self):
         f = self.field
-        if f is None or "xs" not in f:
+        if f is None or "xs" not in f or self.info.get("is_image"):
             return
         keys = set(f)
+        if not keys & FIELD_KEYS:
+            self._show_no_field(f)
+            return
+        if self.no_field:
+            self.no_field = False
+            self.controls.setVisible(True)
+            self.level.setVisible(self.info.get("level") is not None)
+            self.note.setVisible(False)
         if "true_score" in f and "score" in f:
             keys.add("error")
         self._fill_backgrounds(keys)
@@ -299,6 +346,9 @@ class FieldPanel(Panel):
         elif bg in f and bg not in ("score", "xs", "ys"):
             z = np.asarray(f[bg], dtype=np.float64)
             label = dict(BACKGROUNDS)[bg]
+        prob = bg == "discriminator" and z is not None and np.nanmin(z) >= 0 and np.nanmax(z) <= 1
+        if bg == "discriminator":
+            label = "D(x) = P(real)" if prob else "critic f(x)"
         if z is not None and z.shape == (R, R) and np.isfinite(z).any():
             z = np.nan_to_num(z, nan=np.nanmin(z))
             lo, hi = np.percentile(z, [1, 99])
@@ -306,6 +356,9 @@ class FieldPanel(Panel):
                 lo = max(lo, hi - 12.0)
             elif bg == "energy":
                 hi = min(hi, lo + 12.0)
+            elif prob:                  # a probability: 0.5 (fooled) is always the middle colour
+                d = max(float(np.percentile(np.abs(z - 0.5), 99)), 0.02)
+                lo, hi = 0.5 - d, 0.5 + d
             if hi <= lo:
                 hi = lo + 1e-6
             # sticky colour levels: re-scale (and repaint the colour bar) only when the range
@@ -341,12 +394,42 @@ class FieldPanel(Panel):
             lines.insert(0, head)
         self.text.setText("\n".join(lines))
 
+    def _show_no_field(self, f):
+        """The family computes nothing on the plane (a discrete diffusion, say): say so, show the data."""
+        if not self.no_field:
+            self.no_field = True
+            self.controls.setVisible(False)
+            self.level.setVisible(False)
+            self.img.setVisible(False)
+            self.cbar.setVisible(False)
+            self.arrows.setData([], [])
+            self.true_arrows.setData([], [])
+            self.legend.setVisible(False)
+            self._title = "Training data"
+            self.pi.setTitle(self._title, color=theme.FG, size="10pt")
+            self.text.setText("")
+            self.note.setText(f"{self.info.get('title', 'This family')} defines no field on the plane: no score, "
+                              "energy, density or discriminator to draw. Shown: the training data. "
+                              "Its own pictures are in Family views.")
+            self.note.setVisible(True)
+        self.empty.setVisible(False)
+        self.data.setVisible(True)
+
     def _set_title(self, f):
-        if "score" in f:
-            title = "Score  ∇x log p(x)"
+        bg = self.bg.currentData()
+        arrows = "score" in f
+        if bg in (None, "score", "none", "error"):
+            title = "Score  ∇x log p(x)" if arrows else "Field"
+        elif bg == "energy":
+            title = "Energy E(x)" + ("  ·  arrows: score −∇E(x)" if arrows else "")
+        elif bg == "log_density":
+            title = "Log density log p(x)" + ("  ·  arrows: score ∇ log p(x)" if arrows else "")
+        elif bg == "discriminator":
+            z = f.get("discriminator")
+            prob = z is not None and np.nanmin(z) >= 0 and np.nanmax(z) <= 1
+            title = ("Discriminator D(x): P(x is real)" if prob else "Critic f(x)  (higher = more real)")
         else:
-            title = {"energy": "Learned energy E(x)", "log_density": "Learned log density log p(x)",
-                     "discriminator": "Discriminator D(x)"}.get(self.bg.currentData(), "Field")
+            title = "Field"
         if title != getattr(self, "_title", None):
             self._title = title
             self.pi.setTitle(title, color=theme.FG, size="10pt")

@@ -1,7 +1,8 @@
 """Samples: generated points over the data, refreshed every few seconds of training, with the
 sample-quality metric from Run.evaluate: the energy distance to held-out data in multiples of
 the iid level (the energy distance between two independent draws of the data: 1x is perfect).
-Image datasets show the samples as an image grid.
+Image datasets show the samples as an image grid with the digit classifier's metrics when they
+apply (engines.digit_classifier: FID, Inception Score, the digits the samples look like).
 """
 from __future__ import annotations
 
@@ -11,6 +12,36 @@ from PySide6 import QtCore, QtWidgets
 
 from .. import theme
 from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def class_bars(hist) -> str:
+    """Fractions of samples per digit 0..9 as a row of block characters (tallest = most)."""
+    h = np.asarray(hist, float)
+    top = h.max() if h.size and h.max() > 0 else 1.0
+    return "".join(BARS[min(int(v / top * (len(BARS) - 1) + 0.5), len(BARS) - 1)] if v > 0 else "·" for v in h)
+
+
+def image_metric_lines(m: dict, ref: dict | None = None) -> list[str]:
+    """FID and Inception Score of digit samples (engines.digit_classifier), explained briefly.
+    ref: the same metrics of as many real training images (FID is biased upwards for small
+    sample counts, so the real images' value at the same count is the floor to compare with)."""
+    out = []
+    ref = ref or {}
+    if "fid" in m:
+        floor = f"real images: {ref['fid']:.0f}; " if "fid" in ref else ""
+        out.append(f"FID {m['fid']:.1f} ({floor}lower is better)")
+    if "inception_score" in m:
+        real = f"real images: {ref['inception_score']:.1f}; " if "inception_score" in ref else ""
+        out.append(f"Inception Score {m['inception_score']:.2f} ({real}10 at most)")
+    if m.get("class_histogram") is not None:
+        line = f"digits 0-9: {class_bars(m['class_histogram'])}"
+        if "confident_fraction" in m:
+            line += f"  ({100 * m['confident_fraction']:.0f}% clearly recognised)"
+        out.append(line)
+    return out
 
 
 class SamplesPanel(Panel):
@@ -87,6 +118,7 @@ class SamplesPanel(Panel):
         super().reset(info)
         self.samples, self.metrics, self.step = None, {}, None
         self.history = []
+        self._ref_cache = {}
         img = bool(info.get("is_image"))
         self.img.setVisible(img)
         self.data.setVisible(not img and self.show_data.isChecked())
@@ -109,6 +141,22 @@ class SamplesPanel(Panel):
                            else "")
         self.empty.setVisible(True)
 
+    def reference(self, n: int) -> dict:
+        """The classifier metrics of n real images of this run (the data preview), cached: the
+        level a perfect model's n samples would reach."""
+        cache = self.__dict__.setdefault("_ref_cache", {})
+        if n not in cache:
+            cache[n] = {}
+            prev = self.info.get("preview")
+            if prev is not None and np.ndim(prev) == 4 and 2 <= n <= len(prev):
+                try:
+                    import torch
+                    from engines.digit_classifier import run_metrics
+                    cache[n] = run_metrics(self.info.get("dataset", ""), torch.from_numpy(np.asarray(prev[:n])))
+                except Exception:
+                    cache[n] = {}
+        return cache[n]
+
     def set_sampler_name(self, name):
         self.sampler_name = name
 
@@ -129,14 +177,13 @@ class SamplesPanel(Panel):
             return
         self.empty.setVisible(False)
         x = np.asarray(self.samples)
-        if x.ndim >= 3:
-            show_image_grid(self.img, x[:64])
-            self.pi.setRange(xRange=(0, self.img.width()), yRange=(0, self.img.height()), padding=0.02)
-        else:
+        if x.ndim < 3:
             self.points.setData(x)
         m = self.metrics
         lines = [f"{len(x)} samples · model of step {self.step}"]
-        if "energy_distance_x_iid" in m:
+        if "fid" in m or "inception_score" in m:
+            lines += image_metric_lines(m, self.reference(len(x)))
+        elif "energy_distance_x_iid" in m:
             r = m["energy_distance_x_iid"]
             verdict = "≈ fresh data" if r < 1.5 else "close" if r < 4 else "still far" if r < 30 else "far"
             lines.append(f"energy distance {r:.1f} × iid level ({verdict})")
@@ -145,3 +192,10 @@ class SamplesPanel(Panel):
         if m.get("nfe"):
             lines.append(f"{self.sampler_name or 'sampler'}: {m['nfe']} evaluations, {m.get('sample_seconds', 0):.2f} s")
         self.text.setText("\n".join(lines))
+        if x.ndim >= 3:
+            show_image_grid(self.img, x[:64])
+            # room above the grid for the text: its lines in pixels, turned into image rows
+            h, vb_h = self.img.height(), max(self.pi.getViewBox().height(), 100.0)
+            need = 16.0 * len(lines) + 8
+            head = need * h / max(vb_h - need, 40.0)
+            self.pi.setRange(xRange=(0, self.img.width()), yRange=(0, h + head), padding=0.02)

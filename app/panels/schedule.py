@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from .. import theme
 from .base import Panel
@@ -45,9 +45,15 @@ class SchedulePanel(Panel):
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)
         self.note.setObjectName("hint")
+        self.message = QtWidgets.QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setObjectName("hint")
+        self.message.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.message.setVisible(False)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.glw, 1)
+        lay.addWidget(self.message, 1)
         lay.addWidget(self.note)
 
     def reset(self, info):
@@ -60,16 +66,15 @@ class SchedulePanel(Panel):
         xl = x_label.lower()
         self.x_kind = "sigma" if ("sigma" in xl or "σ" in xl) else "t"
         if not curves:
-            p = self.glw.addPlot()
-            theme.style_plot(p, "Schedule", grid=False)
-            p.hideAxis("left")
-            p.hideAxis("bottom")
-            t = pg.TextItem(f"{info.get('title', 'This family')} has no noise schedule", color=theme.FG, anchor=(0.5, 0.5))
-            p.addItem(t)
-            t.setPos(0.5, 0.5)
-            p.setRange(xRange=(0, 1), yRange=(0, 1))
+            self.glw.setVisible(False)
+            self.message.setText(f"{info.get('title', 'This family')} has no noise schedule: it does not "
+                                 "train on noised data. Diffusion and score families (DDPM, NCSN, score SDE, "
+                                 "discrete diffusion) draw theirs here.")
+            self.message.setVisible(True)
             self.note.setText("")
             return
+        self.glw.setVisible(True)
+        self.message.setVisible(False)
         stack = len(curves) <= STACK_MAX
         first = None
         for i, (name, (x, y)) in enumerate(curves.items()):

@@ -21,6 +21,8 @@ ROWS = [
     ("sample_time", "Sampling time", "seconds the last particle run took"),
     ("metric", "Sample quality", "energy distance of the samples to held-out data, in multiples of the "
                                  "iid level (1x: as good as a fresh draw of the data)"),
+    ("fid", "FID / IS", "digit images: Fréchet distance of the samples' classifier features to real digits "
+                        "(lower is better) and Inception Score exp E KL(p(y|x) || p(y)) (1..10, higher is better)"),
     ("rss", "Memory", "resident memory of the process (peak)"),
 ]
 
@@ -36,6 +38,8 @@ class StatsPanel(Panel):
         form.setLabelAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
         for key, name, tip in ROWS:
             lab = QtWidgets.QLabel("-")
+            lab.setWordWrap(True)       # a long value wraps instead of widening the whole dock
+            lab.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
             lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             lab.setToolTip(tip)
             head = QtWidgets.QLabel(name)

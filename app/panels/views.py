@@ -4,10 +4,18 @@ Kinds (engines/families/base.py): scatter, polylines, ellipses, images, heatmap,
 arrows. A view is dict(kind=..., title=..., space="data"?, ...arrays). Families added later
 (VAE latents, GAN generator warps, flow layers, EBM, RBM filters...) draw here without any
 code in the app knowing their names.
+
+Two sliders appear when the views call for them: a noise-level slider (kept in step with the
+Field panel's) when the family has noise levels, and a layer slider when a view carries
+`layer` / `n_layers` (a flow's warp after k of its K layers): it sends request["layer"].
+The plots are laid out to give every view as much room as its shape needs (an image grid is
+wide, a 2D scatter square), and re-laid out when the panel changes shape.
 """
 from __future__ import annotations
 
+import html
 import math
+import textwrap
 
 import numpy as np
 import pyqtgraph as pg
@@ -15,8 +23,10 @@ from PySide6 import QtCore, QtWidgets
 
 from .. import theme
 from .base import Panel, Points, arrow_segments, scale_arrows, show_image_grid
+from .field import LevelSlider
 
 KINDS = ("scatter", "polylines", "ellipses", "images", "heatmap", "curves", "arrows")
+SPATIAL = ("scatter", "polylines", "ellipses", "arrows")
 
 
 def _nan_join(lines):
@@ -43,50 +53,99 @@ def ellipse_lines(centers, covs, n_std=2.0, n=48):
     return out
 
 
-def draw_view(plot: pg.PlotItem, v: dict, data_preview=None):
-    """Add the items of one view to an (empty) PlotItem. Raises ValueError on an unknown kind."""
+def view_aspect(v: dict) -> float:
+    """The width / height a view wants: an image grid's own shape, about square for 2D
+    pictures, a little wide for curves."""
+    kind = v.get("kind")
+    if kind == "images":
+        x = np.asarray(v.get("images"))
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or len(x) == 0:
+            return 1.0
+        n, _, h, w = x.shape
+        cols = int(v.get("nrow") or math.ceil(math.sqrt(n)))
+        rows = int(math.ceil(n / max(cols, 1)))
+        return (cols * (w + 1) + 1) / (rows * (h + 1) + 1)
+    if kind == "curves":
+        return 1.5
+    return 1.1      # square data area plus the left axis
+
+
+def best_grid(aspects, width: float, height: float, title_px: float = 36.0) -> int:
+    """How many columns to lay len(aspects) plots out in: the one that maximizes the geometric
+    mean of the plots' areas (each keeps its aspect inside its cell, minus a title line), so
+    no view is sacrificed to make another huge."""
+    n = len(aspects)
+    if n <= 1:
+        return 1
+    best, best_cols = -math.inf, 1
+    for cols in range(1, n + 1):
+        rows = math.ceil(n / cols)
+        cw, ch = max(width / cols - 36, 1.0), max(height / rows - title_px, 1.0)   # minus the left axis
+        score = sum(math.log(min(cw, ch * a) * min(cw / a, ch)) for a in aspects) / n
+        if score > best + 0.05:       # prefer fewer columns unless clearly better
+            best, best_cols = score, cols
+    return best_cols
+
+
+def _wrap_title(title: str, chars: int) -> str:
+    lines = textwrap.wrap(title, max(chars, 12))
+    if len(lines) > 2:
+        lines = lines[:2]
+        lines[1] = lines[1][: max(chars - 1, 8)] + "…"
+    return "<br>".join(html.escape(l) for l in lines)
+
+
+def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
+    """Add the items of one view to an (empty) PlotItem. Raises ValueError on an unknown kind.
+    bounds (x0, x1, y0, y1): the data's view box, used for views in data coordinates."""
     kind = v.get("kind")
     if kind not in KINDS:
         raise ValueError(f"unknown view kind {kind!r}; known: {', '.join(KINDS)}")
     image_like = kind in ("images",)
     plot.setAspectLocked(kind in ("scatter", "polylines", "ellipses", "arrows", "images", "heatmap"))
-    if v.get("space") == "data" and data_preview is not None and not image_like and len(data_preview) \
+    for ax in ("left", "bottom"):
+        plot.showAxis(ax, not image_like)
+    in_data = v.get("space") == "data"
+    if in_data and data_preview is not None and not image_like and len(data_preview) \
             and np.asarray(data_preview).ndim == 2:
         d = Points(theme.DATA, alpha=60, size=2)
-        d.setData(data_preview)
+        d.setData(np.asarray(data_preview)[:1500])
         d.setZValue(-5)
         plot.addItem(d)
     if kind == "scatter":
         x = np.asarray(v["x"], float).reshape(-1, 2)
         col = v.get("color")
         if col is not None and len(x) <= 20000:
-            c = np.asarray(col, float).ravel()
-            lo, hi = np.nanmin(c), np.nanmax(c)
+            c = np.nan_to_num(np.asarray(col, float).ravel())
+            lo, hi = (float(c.min()), float(c.max())) if c.size else (0.0, 1.0)
             cm = pg.colormap.get(theme.HEAT_CMAP)
             brushes = [pg.mkBrush(q) for q in cm.map((c - lo) / (hi - lo + 1e-12), mode="qcolor")]
-            plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=4, pen=None, brush=brushes))
+            plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=5, pen=None, brush=brushes))
         else:
             p = Points(theme.SAMPLES, alpha=180, size=3)
             p.setData(x)
             plot.addItem(p)
     elif kind == "polylines":
         xs, ys = _nan_join(v.get("lines", []))
-        plot.addItem(pg.PlotCurveItem(xs, ys, pen=pg.mkPen(*theme.SAMPLES, 200), connect="finite"))
+        plot.addItem(pg.PlotCurveItem(xs, ys, pen=pg.mkPen(*theme.SAMPLES, 210), connect="finite"))
     elif kind == "ellipses":
         centers = np.asarray(v["centers"], float).reshape(-1, 2)
         covs = np.asarray(v["covs"], float).reshape(-1, 2, 2)
         w = np.asarray(v.get("weights", np.ones(len(centers))), float).ravel()
         w = w / (w.max() + 1e-12)
-        for c, l, wk in zip(centers, ellipse_lines(centers, covs), w):
-            plot.addItem(pg.PlotCurveItem(l[:, 0], l[:, 1], pen=pg.mkPen(*theme.SAMPLES, int(60 + 195 * wk), width=2)))
-        plot.addItem(pg.ScatterPlotItem(centers[:, 0], centers[:, 1], size=6, pen=None,
-                                        brush=pg.mkBrush(*theme.SAMPLES, 230)))
+        for n_std, width in ((1.0, 2), (2.0, 1)):
+            for c, l, wk in zip(centers, ellipse_lines(centers, covs, n_std), w):
+                plot.addItem(pg.PlotCurveItem(l[:, 0], l[:, 1],
+                                              pen=pg.mkPen(*theme.SAMPLES, int(70 + 185 * wk), width=width)))
+        plot.addItem(pg.ScatterPlotItem(centers[:, 0], centers[:, 1], size=7, pen=pg.mkPen("k"),
+                                        brush=pg.mkBrush(*theme.SAMPLES, 240)))
     elif kind == "images":
         item = pg.ImageItem()
         plot.addItem(item)
         show_image_grid(item, v["images"], v.get("nrow"))
-        plot.hideAxis("left")
-        plot.hideAxis("bottom")
+        plot.setRange(xRange=(0, item.width()), yRange=(0, item.height()), padding=0.01)
     elif kind == "heatmap":
         xs, ys = np.asarray(v["xs"], float), np.asarray(v["ys"], float)
         z = np.nan_to_num(np.asarray(v["z"], float))
@@ -108,9 +167,13 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None):
         ext = float(np.ptp(x, axis=0).max()) if len(x) > 1 else 1.0
         s = scale_arrows(vec, 0.08 * ext if ext > 0 else 0.1)
         c = x + s / 2                                  # arrows start at the points
-        plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=4, pen=None, brush=pg.mkBrush(*theme.SAMPLES, 200)))
+        plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=4, pen=None, brush=pg.mkBrush(*theme.SAMPLES, 220)))
         plot.addItem(pg.PlotCurveItem(*arrow_segments(c[:, 0], c[:, 1], s[:, 0], s[:, 1]),
                                       pen=pg.mkPen(*theme.MODEL, 200), connect="pairs"))
+    if in_data and bounds and kind in SPATIAL:
+        # the data's own box, the same as the Field panel's: the picture does not jump about
+        # as the view updates, and it lines up with the other panels
+        plot.setRange(xRange=bounds[:2], yRange=bounds[2:], padding=0.02)
     if v.get("x_label"):
         plot.setLabel("bottom", v["x_label"])
     if v.get("y_label"):
@@ -123,34 +186,114 @@ class ViewsPanel(Panel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.views: dict | None = None
+        self.received = False          # a snapshot with views has come in for this run
         self._layout_key = None
+        self._size_key = None
         self.plots: dict[str, pg.PlotItem] = {}
         self.glw = theme.fast_view(pg.GraphicsLayoutWidget())
         self.glw.setMinimumSize(160, 140)
+        self.message = QtWidgets.QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setObjectName("hint")
+        self.message.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.message.setVisible(False)
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)
         self.note.setObjectName("hint")
+
+        # noise level (mirrors the Field panel's slider) and flow layer
+        self.level = LevelSlider()
+        self.level.set_level(None)
+        self.level.valueChanged.connect(lambda v: self.wantChanged.emit())
+        self.layer_box = QtWidgets.QWidget()
+        self.layer = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.layer.setRange(0, 1)
+        self.layer.setToolTip("How many of the flow's K inverse layers the base-space grid has been pushed\n"
+                              "through: 0 = the Gaussian base space, K = the data space (x = f⁻¹(z))")
+        self.layer_label = QtWidgets.QLabel("")
+        self.layer_label.setMinimumWidth(64)
+        self.layer.valueChanged.connect(self._layer_changed)
+        ll = QtWidgets.QHBoxLayout(self.layer_box)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(QtWidgets.QLabel("layer"))
+        ll.addWidget(self.layer, 1)
+        ll.addWidget(self.layer_label)
+        self.layer_box.setVisible(False)
+        self._layer_active = False
+
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.level)
+        lay.addWidget(self.layer_box)
         lay.addWidget(self.glw, 1)
+        lay.addWidget(self.message, 1)
         lay.addWidget(self.note)
         self.n = 500
+        self.level_elsewhere = None    # callable: is a noise-level slider already on screen elsewhere?
 
     def reset(self, info):
         super().reset(info)
         self.views = None
+        self.received = False
         self._layout_key = None
         self.glw.clear()
         self.plots = {}
-        self.note.setText("Waiting for the family's pictures…")
+        self.level.set_level(info.get("level"))
+        self.level.setVisible(False)               # until the family's views show up
+        self.layer_box.setVisible(False)
+        self._layer_active = False
+        self._show_message("Waiting for the family's pictures…")
+        self.note.setText("")
 
     def want(self):
-        return dict(views=dict(n=self.n))
+        w = dict(n=self.n)
+        if self._layer_active:
+            w["layer"] = int(self.layer.value())
+        return dict(views=w)
 
     def on_snapshot(self, snap):
         if snap.views is not None:
             self.views = snap.views
+            self.received = True
             self.dirty = True
+
+    def has_views(self) -> bool:
+        return bool(self.views)
+
+    def _layer_changed(self, v):
+        self.layer_label.setText(f"{v} of {self.layer.maximum()}")
+        if self._layer_active:
+            self.wantChanged.emit()
+
+    def _show_message(self, text):
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+        self.glw.setVisible(not text)
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        self.dirty = True          # a new shape may want another arrangement of the plots
+
+    def _sync_controls(self, views):
+        # the layer slider: views that carry n_layers (a flow's layer-by-layer warp)
+        nl = next((v for v in views.values() if "n_layers" in v), None)
+        if nl is not None:
+            K = int(nl["n_layers"])
+            if not self._layer_active or self.layer.maximum() != K:
+                self.layer.blockSignals(True)
+                self.layer.setRange(0, K)
+                self.layer.setValue(int(nl.get("layer", K)))
+                self.layer.blockSignals(False)
+                self._layer_active = True
+                self.layer_label.setText(f"{self.layer.value()} of {K}")
+            self.layer_box.setVisible(True)
+        else:
+            self.layer_box.setVisible(False)
+            self._layer_active = False
+        # the noise-level slider: here only when the Field panel does not show one already
+        # (images, a family without a field, a closed Field panel)
+        elsewhere = self.level_elsewhere() if self.level_elsewhere is not None else False
+        self.level.setVisible(self.info.get("level") is not None and not elsewhere)
 
     def _draw(self):
         views = self.views or {}
@@ -158,27 +301,42 @@ class ViewsPanel(Panel):
             self.glw.clear()
             self.plots = {}
             self._layout_key = None
-            self.note.setText(f"{self.info.get('title', 'This family')} draws no extra views. Families such as "
-                              "VAE (latent codes), GAN (generator warp), flows (layer warps), EBM and RBM draw "
-                              "their own pictures here.")
+            self.level.setVisible(False)
+            self.layer_box.setVisible(False)
+            if self.received or self.info.get("trainable") is False:
+                self._show_message(f"{self.info.get('title', 'This family')} draws no pictures of its own: "
+                                   "see the Field, Particles and Samples panels.\n\nFamilies such as the VAE "
+                                   "(latent codes), GANs (generator warp), flows (layer by layer), EBMs (MCMC "
+                                   "chains), RBMs (filters) and DDPM on images draw theirs here.")
+            else:
+                self._show_message("Waiting for the family's pictures… (they appear once training has started)")
+            self.note.setText("")
             return
+        self._show_message("")
+        self._sync_controls(views)
         key = tuple((k, v.get("kind")) for k, v in views.items())
-        if key != self._layout_key:
+        W, H = max(self.glw.width(), 50), max(self.glw.height(), 50)
+        aspects = [view_aspect(v) for v in views.values()]
+        cols = best_grid(aspects, W, H)
+        size_key = (cols, round(W / 40), round(H / 40))
+        if key != self._layout_key or size_key != self._size_key:
             self.glw.clear()
             self.plots = {}
-            # lay the plots out to suit the panel's shape
-            n = len(views)
-            wide = self.glw.width() >= 1.3 * self.glw.height()
-            cols = int(math.ceil(math.sqrt(n))) if n > 2 else (n if wide else 1)
+            chars = int((W / cols - 30) / 7.5)
+            long_titles = []
             for i, (name, v) in enumerate(views.items()):
                 p = self.glw.addPlot(row=i // cols, col=i % cols)
-                title = v.get("title") or name
-                theme.style_plot(p, title if len(title) <= 34 else name)
-                p.getAxis("left").setWidth(36)
+                title = str(v.get("title") or name)
+                shown = _wrap_title(title, chars)
+                if len(textwrap.wrap(title, max(chars, 12))) > 2:
+                    long_titles.append(f"<b>{html.escape(name)}</b>: {html.escape(title)}")
+                theme.style_plot(p, shown, grid=v.get("kind") == "curves")
+                p.setTitle(shown, color=theme.FG, size="9pt")
+                p.getAxis("left").setWidth(34)
+                p.setToolTip(title)
                 self.plots[name] = p
-            self._layout_key = key
-            self._titles = "  ·  ".join(f"<b>{k}</b>: {v['title']}" for k, v in views.items()
-                                        if len(v.get("title") or "") > 34)
+            self._layout_key, self._size_key = key, size_key
+            self._titles = "  ·  ".join(long_titles)
         errors = []
         for name, v in views.items():
             p = self.plots[name]
@@ -186,7 +344,7 @@ class ViewsPanel(Panel):
             if p.legend is not None:
                 p.legend.clear()
             try:
-                draw_view(p, v, self.info.get("preview"))
+                draw_view(p, v, self.info.get("preview"), self.info.get("bounds"))
             except Exception as e:   # one bad view must not take the others down
                 errors.append(f"{name}: {e}")
         self.note.setText("; ".join(errors) if errors else getattr(self, "_titles", ""))
