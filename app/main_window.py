@@ -534,6 +534,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._apply_train_defaults()
 
     def _family_chosen(self, name):
+        if self.preset_info:        # a lesson is about its own family: hide it for another one
+            self.lesson.setVisible(name == self.preset_info["cfg"].family)
         self.sampler.set_family(self.family.cls())
         self._apply_train_defaults()
         self.restart(f"family {name}")

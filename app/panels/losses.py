@@ -370,9 +370,20 @@ class LossesPanel(Panel):
         redraws leave the axes alone: a new range means new ticks and a repaint of the axes."""
         x0 = min(t.steps.v[0] for t in self.terms.values() if len(t.steps))
         x1 = max(t.steps.v[-1] for t in self.terms.values() if len(t.steps))
-        ys = [t.shown_raw.v if show_raw else t.shown_smooth.v for t in self.terms.values() if len(t.steps)]
-        lo = min(float(np.min(y)) for y in ys)     # O(N), ~1 ms for 1M points
-        hi = max(float(np.max(y)) for y in ys)
+        live = [t for t in self.terms.values() if len(t.steps)]
+        sm = [t.shown_smooth.v for t in live]
+        lo = min(float(np.min(y)) for y in sm)     # O(N), ~1 ms for 1M points
+        hi = max(float(np.max(y)) for y in sm)
+        if show_raw:
+            # the raw band, without its rare spikes: one exploding batch (a flow's, a GAN's) would
+            # otherwise flatten every curve into a line; quantiles of a <= 20k-point subsample
+            for t in live:
+                r = t.shown_raw.v
+                r = r[:: max(1, len(r) // 20000)]
+                r = r[np.isfinite(r)]
+                if len(r):
+                    q0, q1 = np.quantile(r, [0.002, 0.998])
+                    lo, hi = min(lo, float(q0)), max(hi, float(q1))
         (vx0, vx1), (vy0, vy1) = vb.viewRange()
         span = max(x1 - x0, 1.0)
         xr = (vx0, vx1)
