@@ -140,3 +140,14 @@ def grid_lines(lo: float = -3.0, hi: float = 3.0, n_lines: int = 13, n_points: i
     s = torch.linspace(lo, hi, n_points)                             # (M,)
     horiz = torch.stack([s.expand(n_lines, -1), c[:, None].expand(-1, n_points)], -1)  # (L, M, 2)
     return torch.cat([horiz, horiz.flip(-1)], 0)                     # (2L, M, 2)
+
+
+def latent_grid(r: int, latent_dim: int, lo: float = -2.0, hi: float = 2.0, device=None) -> torch.Tensor:
+    """(r*r, latent_dim) codes on an r x r grid over the first two latent axes, the rest 0:
+    decoded row by row it gives the course's "walk through latent space" image grid."""
+    c = torch.linspace(lo, hi, r, device=device)
+    z = torch.zeros(r * r, latent_dim, device=device)
+    z[:, 0] = c.repeat_interleave(r)
+    if latent_dim > 1:
+        z[:, 1] = c.repeat(r)
+    return z

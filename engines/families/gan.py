@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import metrics as M
 from ..config import opt
-from .base import Family, grid_lines
+from .base import Family, grid_lines, latent_grid
 
 
 def _mlp(d_in: int, d_out: int, hidden: int, depth: int, act) -> nn.Sequential:
@@ -213,11 +213,7 @@ class GAN(Family):
                                              lines=list(x.cpu().numpy()), space="data")
             elif len(self.data_shape) == 3:
                 r = int(request.get("nrow", 8))
-                c = torch.linspace(-2.0, 2.0, r, device=self.device)
-                z = torch.zeros(r * r, L, device=self.device)
-                z[:, 0] = c.repeat_interleave(r)
-                if L > 1:
-                    z[:, 1] = c.repeat(r)
+                z = latent_grid(r, L, device=self.device)
                 out["generator_grid"] = dict(kind="images", title="generator G(z) of a grid in z",
                                              images=self.model.G(z).clamp(-1, 1).cpu().numpy(), nrow=r)
         if len(self.data_shape) == 1 and self.data_shape[0] == 2:

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ConfigError, opt
 from ..nets import mlp
-from .base import Family, grid_lines
+from .base import Family, grid_lines, latent_grid
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -220,11 +220,7 @@ class VAE(Family):
                                    lines=list(mean.reshape(n_l, M, 2).cpu().numpy()), space="data")
         elif len(self.data_shape) == 3:
             r = int(request.get("nrow", 8))
-            c = torch.linspace(-2.0, 2.0, r, device=self.device)
-            z = torch.zeros(r * r, L, device=self.device)
-            z[:, 0] = c.repeat_interleave(r)
-            if L > 1:
-                z[:, 1] = c.repeat(r)
+            z = latent_grid(r, L, device=self.device)
             mean, _ = m.decode(z)
             out["manifold"] = dict(kind="images", title="decoder mean m(z) of a grid in z",
                                    images=mean.clamp(-1, 1).cpu().numpy(), nrow=r)
