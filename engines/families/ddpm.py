@@ -120,7 +120,7 @@ class DDPM(Family):
         return math.sqrt(a), math.sqrt(1 - a)
 
     def schedule(self):
-        t = torch.arange(1, self.cfg.T + 1).numpy()
+        t = torch.arange(self.cfg.T).numpy()  # 0-based, like the t the samplers report
         return dict(x_label="step t", beta=(t, self.betas.numpy()), alpha_bar=(t, self.abar.numpy()),
                     log_snr=(t, sch.log_snr(self.abar).numpy()))
 
