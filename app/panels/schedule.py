@@ -3,7 +3,6 @@ one small plot per curve sharing the x axis, with the sampler's current time mar
 the particles animate."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -41,7 +40,6 @@ class SchedulePanel(Panel):
         self.markers: list[pg.InfiniteLine] = []
         self.x_kind = "t"
         self.mark = None
-        self._last_mark = 0.0
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)
         self.note.setObjectName("hint")
@@ -104,10 +102,8 @@ class SchedulePanel(Panel):
         self.note.setText("Red line: where the sampler is now (during the particle animation).")
 
     def set_time(self, frame: dict):
-        now = time.perf_counter()
-        if now - self._last_mark < 0.1 and frame.get("i", 0) != 0:
-            return                    # a marker at 10 Hz is smooth enough; each move repaints
-        self._last_mark = now
+        # the particles panel already emits frames at ~8 Hz, always including the first and last
+        # (a second throttle here dropped the final t = 0 and left the marker on a stale step)
         self.draws += 1
         v = frame.get("sigma") if self.x_kind == "sigma" else frame.get("t")
         if v is None:
