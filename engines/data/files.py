@@ -80,7 +80,9 @@ def save_points_csv(path, x) -> None:
 
 # ----------------------------------------------------------------------------- binary formats
 
-def _read_npy(path: Path, name: str) -> np.ndarray:
+def open_npy(path, name: str) -> np.ndarray:
+    """A memory-mapped .npy, never unpickled; DataFileError for a damaged or object array.
+    Shared by the point and the image loaders."""
     with open(path, "rb") as f:
         head = f.read(len(_NPY_MAGIC))
     if head != _NPY_MAGIC:
@@ -96,6 +98,11 @@ def _read_npy(path: Path, name: str) -> np.ndarray:
         raise DataFileError(f"{name}: the .npy file is damaged or truncated ({e})") from None
     except (OSError, EOFError) as e:
         raise DataFileError(f"{name}: the .npy file is damaged or truncated ({e})") from None
+    return arr
+
+
+def _read_npy(path: Path, name: str) -> np.ndarray:
+    arr = open_npy(path, name)
     _check_array_shape(arr, name)
     return np.array(arr)  # copy out of the memory map
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import IMAGES
-from .files import DataFileError
+from .files import DataFileError, open_npy
 
 __all__ = ["digits", "digits16", "digits_binary", "shapes", "make_shapes", "digits_with_labels",
            "load_images", "is_image_path", "read_idx", "write_idx", "ImageFileError",
@@ -38,7 +38,6 @@ ImageFileError = DataFileError  # one error type for every user file, points or 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_IMAGE_VALUES = 300_000_000     # N*C*H*W float32 values (1.2 GB); MNIST is 47 M
 MAX_FILE_BYTES = 2 * 1024 ** 3
-_NPY_MAGIC = b"\x93NUMPY"
 _GZ_MAGIC = b"\x1f\x8b"
 # IDX type byte -> numpy big-endian dtype (LeCun's MNIST page)
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -313,20 +312,7 @@ def _npz_key(keys: list[str]) -> str | None:
 
 
 def _read_npy(p: Path, name: str) -> np.ndarray:
-    with open(p, "rb") as f:
-        if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
-            raise DataFileError(f"{name}: not a valid .npy file (it does not start with the NumPy "
-                                f"signature); it may be damaged or a different kind of file renamed")
-    try:
-        arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise DataFileError(f"{name}: the array stores Python objects, which are not loaded for "
-                                f"safety; save a plain numeric array") from None
-        raise DataFileError(f"{name}: the .npy file is damaged or truncated ({e})") from None
-    except (OSError, EOFError) as e:
-        raise DataFileError(f"{name}: the .npy file is damaged or truncated ({e})") from None
-    return arr
+    return open_npy(p, name)
 
 
 def _read_npz(p: Path, name: str) -> np.ndarray:
