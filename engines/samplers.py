@@ -116,9 +116,15 @@ def ddim(eps_fn, x, alphas_cumprod, timesteps, eta=0.0, clip_x0=None, final_alph
 
 
 def ddim_timesteps(T: int, n_steps: int) -> list[int]:
-    """n_steps evenly spaced descending integer timesteps in [0, T-1] ("trailing" spacing)."""
+    """n_steps descending integer timesteps t_i = floor(i T / n), i = n-1 .. 0: from T - T/n down to 0,
+    the "leading" spacing of DDIM's own code (Song et al. 2021, `range(0, T, T // n)`; diffusers'
+    timestep_spacing="leading"). It does not start at t = T-1: there the cosine schedule's abar is
+    2.4e-7 (beta clipped at 0.999), and the first x0 = (x - sqrt(1-abar) eps) / sqrt(abar) multiplies
+    the eps error by 1/sqrt(abar) ~ 2000. Measured on the moons lesson's model (T=100 cosine), DDIM
+    with 10 / 25 / 50 steps read 21x / 6.3x / 3.0x iid starting at T-1 and 3.3x / 1.6x / 1.4x with
+    this spacing (DDPM: 1.1x). n_steps >= T gives every step T-1 .. 0."""
     n_steps = max(1, min(n_steps, T))
-    return sorted({int(round(v)) for v in torch.linspace(T - 1, 0, n_steps).tolist()}, reverse=True)
+    return [i * T // n_steps for i in range(n_steps - 1, -1, -1)]
 
 
 # ----------------------------------------------------------------------------- score SDE samplers

@@ -23,8 +23,10 @@ def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
 def betas(kind: str, T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """Discrete beta_1..beta_T as a float64 tensor (T,).
 
-    linear: evenly spaced (DDPM); scaled_linear: linear in sqrt(beta) (Stable Diffusion);
-    quadratic: sqrt-spaced squared; cosine: abar(t) = cos^2((t/T + s)/(1 + s) * pi/2), s=0.008,
+    linear: evenly spaced (DDPM); scaled_linear and quadratic are ONE formula under two names,
+    beta_t = (sqrt(beta_start) + (t-1)/(T-1) (sqrt(beta_end) - sqrt(beta_start)))^2 ("scaled_linear"
+    in diffusers / Stable Diffusion, "quad" in Ho et al.'s diffusion_utils); both names are kept
+    so configs from either source load; cosine: abar(t) = cos^2((t/T + s)/(1 + s) * pi/2), s=0.008,
     beta clipped at 0.999 (Nichol & Dhariwal 2021, eq. 17); sigmoid: sigmoid-spaced in
     [beta_start, beta_end] over [-6, 6] (GeoDiff).
     """

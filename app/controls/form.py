@@ -66,6 +66,7 @@ class ConfigForm(QtWidgets.QWidget):
         self.cls = cls
         self.spec = [d for d in describe(cls) if d["name"] not in exclude]
         self.editors: dict[str, QtWidgets.QWidget] = {}
+        self.labels: dict[str, QtWidgets.QLabel] = {}
         self._good: dict = {d["name"]: d["default"] for d in self.spec}
         lay = QtWidgets.QFormLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -79,13 +80,21 @@ class ConfigForm(QtWidgets.QWidget):
             label.setToolTip(tip)
             lay.addRow(label, ed)
             self.editors[d["name"]] = ed
+            self.labels[d["name"]] = label
         self.error = QtWidgets.QLabel("")
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
         self.error.setVisible(False)
         lay.addRow(self.error)
+        # what the values amount to (the config's summary(), e.g. the betas actually used)
+        self.note = QtWidgets.QLabel("")
+        self.note.setObjectName("hint")
+        self.note.setWordWrap(True)
+        lay.addRow(self.note)
         if values:
             self.set_values(values)
+        else:
+            self._refresh_applicability()
 
     # ------------------------------------------------------------ editors
     def _editor(self, d):
@@ -160,6 +169,7 @@ class ConfigForm(QtWidgets.QWidget):
                 self._write(k, v)
         self._good = self._typed(self.raw_values())
         self._set_error("")
+        self._refresh_applicability()
 
     def _typed(self, raw: dict) -> dict:
         obj = build(self.cls, raw)
@@ -179,8 +189,26 @@ class ConfigForm(QtWidgets.QWidget):
         self._set_error("")
         old = self._good.get(name)
         self._good = vals
+        self._refresh_applicability()
         if vals[name] != old:
             self.changed.emit(name, vals[name])
+
+    def _refresh_applicability(self):
+        """Grey out the fields the current values ignore (the config's inactive_fields(), e.g.
+        beta_start/end under the cosine schedule) and show its summary() line."""
+        try:
+            obj = build(self.cls, self._good)
+        except (ConfigError, ValueError, TypeError):
+            return
+        inactive = getattr(obj, "inactive_fields", None)
+        off = set(inactive()) if inactive else set()
+        for name, ed in self.editors.items():
+            ed.setEnabled(name not in off)
+            self.labels[name].setEnabled(name not in off)
+        summary = getattr(obj, "summary", None)
+        text = summary() if summary else ""
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
 
     def _set_error(self, msg, name=None):
         self.error.setText(msg)

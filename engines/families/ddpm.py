@@ -16,16 +16,22 @@ from .base import Family
 from .options import DDIMOptions, DDPMOptions
 
 
+LINEAR_TYPE = ("linear", "scaled_linear", "quadratic", "sigmoid")  # the schedules that read beta_start/end
+
+
 @dataclass
 class DDPMConfig:
     T: int = opt(100, "number of diffusion steps T", "q(x_t|x_0) = N(sqrt(abar_t) x_0, (1-abar_t) I)", lo=2, hi=5000)
-    schedule: str = opt("cosine", "beta schedule", "abar_t = prod (1 - beta_s); cosine: Nichol & Dhariwal eq. 17",
+    schedule: str = opt("cosine", "beta schedule; scaled_linear and quadratic are the same formula under two names "
+                        "(diffusers' and Ho et al.'s code)",
+                        "abar_t = prod (1 - beta_s); linear: beta evenly spaced (Ho et al.); scaled_linear = quadratic: "
+                        "sqrt(beta) evenly spaced; cosine: Nichol & Dhariwal eq. 17; sigmoid: GeoDiff",
                         choices=sch.BETA_KINDS)
-    beta_start: float = opt(1e-4, "beta_1 (linear-type schedules)", lo=1e-8, hi=0.5, log=True)
-    beta_end: float = opt(0.02, "beta_T (linear-type schedules); scaled by 1000/T when scale_betas",
-                          lo=1e-6, hi=0.999, log=True)
-    scale_betas: bool = opt(True, "scale beta_start/end by 1000/T so abar_T stays tiny for small T",
-                            "beta -> beta * 1000 / T")
+    beta_start: float = opt(1e-4, "beta_1 (linear-type schedules; unused by cosine)", lo=1e-8, hi=0.5, log=True)
+    beta_end: float = opt(0.02, "beta_T (linear-type schedules; unused by cosine)", lo=1e-6, hi=0.999, log=True)
+    scale_betas: bool = opt(False, "multiply beta_start/end by 1000/T so a short chain still ends near pure noise; "
+                            "off: the betas typed are the betas used (Ho et al.: linear 1e-4..0.02 at T=1000)",
+                            "beta -> beta * 1000 / T (beta_T capped at 0.999)")
     prediction: str = opt("eps", "what the network predicts", "eps: ||eps - eps_theta||^2 (DDPM eq. 14); x0; v = a eps - s x0",
                           choices=("eps", "x0", "v"))
     hidden: int = opt(128, "hidden width of the MLP (images: the U-Net gets hidden/4 base channels)", lo=4, hi=4096)
@@ -33,8 +39,25 @@ class DDPMConfig:
     embedding: str = opt("sinusoidal", "time embedding", choices=("sinusoidal", "fourier"))
 
     def validate(self):
-        if self.schedule in ("linear", "scaled_linear", "quadratic", "sigmoid") and self.beta_start >= self.beta_end:
+        if self.schedule in LINEAR_TYPE and self.beta_start >= self.beta_end:
             raise ConfigError(f"beta_start ({self.beta_start}) must be below beta_end ({self.beta_end})")
+
+    def betas(self) -> torch.Tensor:
+        """beta_1..beta_T actually used, (T,) float64: the typed beta_start/end, times 1000/T when
+        scale_betas (beta_T capped at 0.999)."""
+        scale = 1000.0 / self.T if self.scale_betas else 1.0
+        return sch.betas(self.schedule, self.T, self.beta_start * scale, min(self.beta_end * scale, 0.999))
+
+    def inactive_fields(self) -> frozenset:
+        """Fields this setting ignores (the app greys them out): cosine reads no beta_start/end."""
+        return frozenset() if self.schedule in LINEAR_TYPE else frozenset({"beta_start", "beta_end", "scale_betas"})
+
+    def summary(self) -> str:
+        """One line on the schedule actually used, for the form: the betas and how close
+        q(x_T | x_0) gets to the N(0, I) the sampler starts from (sqrt(abar_T) is the data's share)."""
+        b = self.betas()
+        abar_T = float(sch.alphas_cumprod(b)[-1])
+        return f"betas used: {float(b[0]):.3g} .. {float(b.max()):.3g}; abar_T = {abar_T:.2g}"
 
 
 class DDPM(Family):
@@ -54,8 +77,7 @@ class DDPM(Family):
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
-        scale = 1000.0 / cfg.T if cfg.scale_betas else 1.0
-        b = sch.betas(cfg.schedule, cfg.T, cfg.beta_start * scale, min(cfg.beta_end * scale, 0.999))
+        b = cfg.betas()
         self.betas = b                                          # (T,) float64
         self.abar = sch.alphas_cumprod(b)                       # (T,) float64
         self._sqrt_abar = self.abar.sqrt().float().to(self.device)

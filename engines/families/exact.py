@@ -208,7 +208,7 @@ class ExactScore(Family):
     def schedule(self):
         p = self.cfg.process
         if p == "ddpm":
-            t = np.arange(1, self.cfg.T + 1)
+            t = np.arange(self.cfg.T)  # 0-based, like the t the ddpm / ddim samplers report
             return dict(x_label="step t", beta=(t, self.betas.numpy()), alpha_bar=(t, self.abar.numpy()))
         if p == "ncsn":
             return ladder_schedule(self.sigmas, ExactAnnealedOptions().eps)

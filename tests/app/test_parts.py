@@ -38,6 +38,26 @@ def test_form_is_generated_from_the_config(themed_app):
     assert "number" in f.error.text()
 
 
+def test_form_greys_out_fields_the_values_ignore_and_shows_the_betas_used(themed_app):
+    """Issue 8 item 10: beta_start/end do nothing under cosine, sigma_min/max nothing under the VP
+    SDE; the form says which betas a linear schedule actually trains on."""
+    from app.controls.form import ConfigForm
+    from engines.families.score_sde import ScoreSDEConfig
+    f = ConfigForm(DDPMConfig)                                               # default: cosine
+    assert not f.editors["beta_start"].isEnabled() and not f.editors["beta_end"].isEnabled()
+    assert f.editors["T"].isEnabled() and "abar_T" in f.note.text()
+    f.editors["schedule"].setCurrentIndex(f.editors["schedule"].findData("linear"))
+    assert f.editors["beta_start"].isEnabled() and f.editors["scale_betas"].isEnabled()
+    f.editors["T"].setValue(50)
+    assert "0.0001 .. 0.02" in f.note.text()                                 # the betas typed are used
+    f.editors["scale_betas"].setChecked(True)
+    assert "0.002 .. 0.4" in f.note.text()                                   # x 1000/T, said on screen
+    s = ConfigForm(ScoreSDEConfig)                                           # vp
+    assert not s.editors["sigma_min"].isEnabled() and s.editors["beta_min"].isEnabled()
+    s.editors["sde"].setCurrentIndex(s.editors["sde"].findData("ve"))
+    assert s.editors["sigma_max"].isEnabled() and not s.editors["beta_max"].isEnabled()
+
+
 def test_sampler_picker_lists_the_family_samplers(themed_app):
     from app.controls.family import SamplerPicker
     from engines.families.ddpm import DDPM

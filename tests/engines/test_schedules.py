@@ -191,10 +191,55 @@ def test_ddpm_sampler_with_the_exact_eps_recovers_gaussian_data(variance):
     check_gaussian(x)
 
 
+def test_ddim_timesteps_use_leading_spacing():
+    """t_i = floor(i T / n) for i = n-1 .. 0 (DDIM's own `range(0, T, T // n)`): the first step is
+    T - T/n, never T-1 where the cosine schedule's abar (2.4e-7 at T=100) makes x0 = (x - s eps)/a
+    multiply the eps error by ~2000."""
+    assert S.ddim_timesteps(100, 10) == [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]
+    assert S.ddim_timesteps(10, 10) == list(range(9, -1, -1))
+    assert S.ddim_timesteps(10, 500) == list(range(9, -1, -1))          # capped at T steps
+    ts = S.ddim_timesteps(1000, 7)
+    assert len(ts) == 7 and ts == sorted(set(ts), reverse=True) and ts[-1] == 0 and ts[0] == 6 * 1000 // 7
+    abar = sch.alphas_cumprod(sch.betas("cosine", 100))
+    assert float(abar[99]) < 1e-6 < 1e-2 < float(abar[S.ddim_timesteps(100, 10)[0]])
+
+
+def test_scaled_linear_and_quadratic_are_one_formula_and_the_help_says_so():
+    """Two names (diffusers / Ho et al.'s code) for sqrt(beta) evenly spaced, squared."""
+    a, b = sch.betas("scaled_linear", 37, 1e-3, 0.05), sch.betas("quadratic", 37, 1e-3, 0.05)
+    assert torch.equal(a, b)
+    want = torch.linspace(1e-3 ** 0.5, 0.05 ** 0.5, 37, dtype=torch.float64) ** 2
+    assert torch.allclose(a, want, rtol=1e-12)
+    from engines.config import describe
+    spec = {d["name"]: d for d in describe(DDPMConfig)}["schedule"]
+    assert "same formula" in spec["help"] and "scaled_linear = quadratic" in spec["formula"]
+
+
+def test_ddpm_default_uses_the_betas_typed_and_the_form_can_say_which():
+    """Ho et al.'s schedule is reproduced by typing it: linear 1e-4..0.02 at T=1000 trains on exactly
+    those betas (abar_T = 4.0e-5); the moons lesson's T=50 linear schedule keeps its prior mismatch
+    (abar_T ~ 0.6) unless scale_betas is switched on (then betas 0.002..0.4)."""
+    ho = build(DDPMConfig, dict(T=1000, schedule="linear"))
+    b = ho.betas()
+    assert float(b[0]) == pytest.approx(1e-4) and float(b[-1]) == pytest.approx(0.02)
+    assert float(sch.alphas_cumprod(b)[-1]) == pytest.approx(4.04e-5, rel=0.01)
+    short = build(DDPMConfig, dict(T=50, schedule="linear"))
+    want = math.prod(1 - float(x) for x in torch.linspace(1e-4, 0.02, 50, dtype=torch.float64))
+    assert "0.0001 .. 0.02" in short.summary() and f"{want:.2g}" in short.summary()
+    scaled = build(DDPMConfig, dict(T=50, schedule="linear", scale_betas=True))
+    assert float(scaled.betas()[0]) == pytest.approx(2e-3) and float(scaled.betas()[-1]) == pytest.approx(0.4)
+    assert "0.002 .. 0.4" in scaled.summary()
+    fam = DDPM(short, (2,), "cpu")                                   # the family trains on cfg.betas()
+    assert torch.equal(fam.betas, short.betas())
+    # the form greys out what the schedule ignores
+    assert build(DDPMConfig, dict(schedule="cosine")).inactive_fields() >= {"beta_start", "beta_end", "scale_betas"}
+    assert not build(DDPMConfig, dict(schedule="linear")).inactive_fields()
+
+
 def test_ddim_eta1_with_the_exact_eps_recovers_gaussian_data():
     abar = sch.alphas_cumprod(sch.betas("cosine", 200))
     ts = S.ddim_timesteps(200, 50)
-    assert ts[0] == 199 and ts[-1] == 0 and len(ts) == 50 and ts == sorted(ts, reverse=True)
+    assert ts[0] == 196 and ts[-1] == 0 and len(ts) == 50 and ts == sorted(ts, reverse=True)
     x = S.ddim(gaussian_eps_fn(abar), torch.randn(20000, 2, generator=gen(5)), abar, ts, 1.0, generator=gen(6))
     check_gaussian(x)
 
@@ -205,7 +250,7 @@ def test_deterministic_ddim_is_euler_in_sigma(n_steps):
     sigma = sqrt((1 - abar) / abar) (Song et al. 2021, DDIM eq. 14). For N(m, c^2) data
     eps = sigma (y - m) / (c^2 + sigma^2), so each step scales y - m by
     1 + (sigma_next - sigma) sigma / (c^2 + sigma^2): the samples' std is known in closed form
-    (it undershoots c with few steps: 0.170 at 5 steps, 0.236 at 10, 0.287 at 50 for c = 0.3)."""
+    (it undershoots c with few steps: 0.201 at 5 steps, 0.244 at 10, 0.287 at 50 for c = 0.3)."""
     abar = sch.alphas_cumprod(sch.betas("cosine", 200)).tolist()
     ts = S.ddim_timesteps(200, n_steps)
     sig = [math.sqrt((1 - abar[t]) / abar[t]) for t in ts] + [0.0]
