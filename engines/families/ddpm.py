@@ -11,6 +11,7 @@ import torch
 from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
+from ..loss_bins import report_t_loss
 from ..nets import conditional_net
 from .base import Family
 from .options import DDIMOptions, DDPMOptions
@@ -100,8 +101,9 @@ class DDPM(Family):
         xt = a * x0 + s * eps
         out = self.net(xt, self._c(t))
         target = {"eps": eps, "x0": x0, "v": a * eps - s * x0}[self.cfg.prediction]
-        loss = ((out - target) ** 2).mean()
-        return loss, {}
+        per = (out - target).pow(2).flatten(1).mean(1)                    # (B,)
+        report_t_loss(self, (t + 1).float() / self.cfg.T, per)           # t = 1..T on normalized time
+        return per.mean(), {}
 
     def eps_fn(self, net=None):
         """eps_theta(x_t, t) whatever the parametrization (v: eps = a v + s x_t)."""

@@ -12,6 +12,7 @@ import torch
 from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
+from ..loss_bins import report_t_loss
 from ..nets import conditional_net
 from .base import Family
 from .options import AnnealedLangevinOptions, LangevinOptions
@@ -104,14 +105,17 @@ class NCSN(Family):
         if self.cfg.sigma_sampling == "ladder":
             idx = torch.randint(0, self.cfg.n_levels, (B,), device=x0.device, generator=generator)
             sigma = self._sigmas[idx]                                            # (B,)
+            t_norm = 1 - idx.float() / max(self.cfg.n_levels - 1, 1)             # sigma_1 at t = 1
         else:
             u = torch.rand((B,), device=x0.device, generator=generator)
             lo, hi = math.log(self.cfg.sigma_min), math.log(self.cfg.sigma_max)
             sigma = torch.exp(lo + u * (hi - lo))                                # (B,)
+            t_norm = u
         z = torch.randn(x0.shape, device=x0.device, generator=generator)        # (B, *shape)
         s = sch.append_dims(sigma, x0.ndim)
         score = self.score_fn(self.net)(x0 + s * z, sigma)
         per = 0.5 * (s * score + z).pow(2).flatten(1).sum(1)                     # (B,)
+        report_t_loss(self, t_norm, per)
         return per.mean(), {}
 
     # ---------------------------------------------------------------- sampling

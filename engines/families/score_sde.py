@@ -12,6 +12,7 @@ import torch
 from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
+from ..loss_bins import report_t_loss
 from ..nets import conditional_net
 from .base import Family
 from .options import ODEOptions, ReverseSDEOptions, none_if
@@ -194,6 +195,7 @@ class ScoreSDE(Family):
         if self.cfg.likelihood_weighting:
             g2 = self.sde.sde(x0, t)[1] ** 2                           # (B,)
             per = per * g2 / std ** 2
+        report_t_loss(self, t, per)
         return per.mean(), {}
 
     # ---------------------------------------------------------------- sampling
