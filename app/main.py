@@ -1,30 +1,46 @@
 """`python main.py [--preset NAME] [--family F] [--dataset D] [--autostart] [--quit-after S] [--screenshot FILE]`
 
 Opens the window (default lesson: moons + DDPM). With --quit-after the window closes itself
-after S seconds (saving --screenshot just before); on exit one line of key=value stats goes
-to stdout (steps, steps_per_s, fps, ui_lateness_p99_ms, peak_rss_mb, ...). Threads are
-stopped before the QApplication quits, so the interpreter exits with code 0.
+after S seconds (saving --screenshot just before); with --quit-after or --stats, one line of
+key=value stats goes to stdout on exit (steps, steps_per_s, fps, ui_lateness_p99_ms,
+peak_rss_mb, ...). Threads are stopped before the QApplication quits, so the interpreter exits
+with code 0. Before the QApplication exists, `platform_check` makes sure the xcb platform
+plugin can load (a missing system library is one line and exit 2, not a Qt abort).
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python main.py", description="Generative-model playground (GUI). "
-                                "Headless commands: list, train, sample, bench.")
-    p.add_argument("--preset", help="open a lesson from resources/presets (name or path of a .toml)")
+def add_arguments(p):
+    """The window's options, on a parser or an argument group (`python main.py --help` lists them
+    beside the headless commands, engines/cli.py)."""
+    p.add_argument("--preset", default=None, metavar="NAME|PATH",
+                   help="open a lesson from resources/presets (name or path of a .toml; default: moons_ddpm)")
     p.add_argument("--autostart", action="store_true", help="start training at once")
-    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="close after S seconds")
-    p.add_argument("--screenshot", metavar="FILE", help="save the window as PNG just before quitting")
+    p.add_argument("--quit-after", type=float, default=None, metavar="S",
+                   help="close after S seconds and print the stats line (default: stay open)")
+    p.add_argument("--stats", action="store_true", help="print one line of key=value run statistics on exit")
+    p.add_argument("--screenshot", default=None, metavar="FILE", help="save the window as PNG just before quitting")
     p.add_argument("--size", default=None, metavar="WxH", help="window size (default 1600x1000)")
     p.add_argument("--family", default=None, metavar="NAME", help="model family (python main.py list); "
                    "overrides the preset's")
     p.add_argument("--dataset", default=None, metavar="NAME|PATH", help="dataset name, data file or image folder; "
                    "overrides the preset's")
+    p.add_argument("--present", action="store_true", help="presentation mode: full screen, large type, light "
+                   "high-contrast theme, only the lesson's panels (F11 toggles it)")
+    p.add_argument("--compare", default=None, metavar="F1,F2,...",
+                   help="train these families side by side on one dataset (default: one run)")
+
+
+def parse_args(argv):
+    from engines.cli import HelpFormatter, OneLineParser
+    p = OneLineParser(prog="python main.py", formatter_class=HelpFormatter,
+                      description="Generative-model playground (the window). Headless commands and "
+                                  "every option: python main.py --help.")
+    add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -58,6 +74,12 @@ def main(argv=None) -> int:
         except ValueError:
             print(f"error: --size expects WxH, e.g. 1600x1000, got {args.size!r}", file=sys.stderr)
             return 2
+
+    from .platform_check import check as platform_problem
+    problem = platform_problem()          # before any QApplication: Qt would abort (exit 134)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
 
     from PySide6 import QtCore, QtWidgets
 
@@ -100,7 +122,8 @@ def main(argv=None) -> int:
         QtCore.QTimer.singleShot(int(max(args.quit_after, 0.0) * 1000), finish)
     rc = app.exec()
     before_quit()
-    print(stats_line(result["stats"]), flush=True)
+    if args.quit_after is not None or args.stats:
+        print(stats_line(result["stats"]), flush=True)
     win.deleteLater()
     del win
     app.processEvents()

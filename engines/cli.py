@@ -1,168 +1,194 @@
-"""Headless commands: list, train, sample, bench (see DESIGN.md, "Command line")."""
+"""Headless commands: a small registry of subcommands (DESIGN.md, "Command line").
+
+    python main.py COMMAND [OPTIONS]        (`genplayground COMMAND ...` once installed)
+    python main.py --help | --version
+
+Adding a command = one module + one row in COMMANDS below. The module exposes
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None
+        # every option gets help text; the formatter appends its default; options with a finite
+        # set of values get choices=...; a default of None must say in the help what it means
+    def run(args: argparse.Namespace) -> int
+        # the exit status: 0 done, 1 the work itself failed (e.g. training diverged)
+
+and keeps the Unix contract that tests/engines/test_cli.py checks for every row:
+  - progress goes to stderr (`progress(...)`); stdout carries only the result, for the commands
+    that compute something ONE JSON object printed last (`emit_json(...)`);
+  - bad input raises ConfigError / ValueError / OSError (or CLIError) with a message naming the
+    option; `main` prints it as one line `error: ...` on stderr and returns 2, never a traceback.
+    Any other exception is also one line, status 1 (GENPLAYGROUND_DEBUG=1 re-raises it);
+  - the module may import torch at the top: it is imported only when its command runs or its
+    --help is asked for, so `--help` and `--version` stay fast. This file imports no torch.
+
+main.py sends every COMMANDS name here (and `bench --gui` to app/bench.py); with no command it
+opens the window, whose options app/main.py declares and `--help` lists beside the commands.
+"""
 from __future__ import annotations
 
 import argparse
-import glob
+import importlib
 import json
+import math
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass
 
-import numpy as np
-
-from . import data as D
-from . import families
-from .config import ConfigError, RunConfig, TrainConfig, build, describe
-
-PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources", "presets")
+from .resources import version
 
 
-def _kv(pairs) -> dict:
+@dataclass(frozen=True)
+class Command:
+    name: str        # the word after main.py
+    module: str      # importable module with add_arguments(parser) and run(args) -> int
+    help: str        # one line for `--help`
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("list", "engines.cli_list", "datasets, families, samplers and lesson presets"),
+    Command("train", "engines.cli_train", "train a family on a dataset, save a RUN_DIR, print metrics as JSON"),
+    Command("sample", "engines.cli_sample", "draw samples from a RUN_DIR to .npy/.csv, print metrics as JSON"),
+    Command("bench", "engines.cli_bench", "throughput and time-to-quality table (`bench --gui`: the window's)"),
+    Command("compare", "engines.compare.cli", "train 2-4 runs side by side on one dataset, print the comparison table"),
+)
+
+
+def names() -> list[str]:
+    return [c.name for c in COMMANDS]
+
+
+class CLIError(Exception):
+    """Bad command-line input that is not a config option (a missing file, a clash of flags)."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option's help, except flags and None defaults, whose help
+    says in words what happens when the option is left out."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or default in (None, False, [], "") or default is argparse.SUPPRESS
+                or not action.option_strings or isinstance(action, argparse._VersionAction)):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), like every other error of the CLI."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
+def one_line(text) -> str:
+    return re.sub(r"\s*\n\s*", "; ", str(text)).strip()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout is kept for the result)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _plain(v):
+    """JSON-safe values: numpy / torch scalars to Python numbers, NaN and inf to null (jq and
+    strict JSON readers refuse NaN)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
+        return _plain(v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def emit_json(obj) -> None:
+    """The command's result: one JSON object on one line of stdout."""
+    print(json.dumps(_plain(obj)), flush=True)
+
+
+def parse_key_values(pairs, flag: str = "--set") -> dict:
+    """["k=v", ...] -> {k: v} (strings; the config builders coerce and check them)."""
     out = {}
     for p in pairs or []:
         if "=" not in p:
-            raise ConfigError(f"--set expects key=value, got {p!r}")
+            raise CLIError(f"{flag} expects KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
         out[k.strip()] = v.strip()
     return out
 
 
-def cmd_list(args) -> int:
-    print("datasets:  " + ", ".join(D.names()) + "  (or the path of a CSV/TSV/NPY/NPZ file)")
-    print("families:")
-    for name in families.names():
-        try:
-            cls = families.get(name)
-        except (ImportError, AttributeError) as e:
-            print(f"  {name:<20} (unavailable: {e})")
-            continue
-        opts = ", ".join(d["name"] for d in describe(cls.Config))
-        print(f"  {name:<20} {cls.title or name}; samplers: {', '.join(cls.samplers) or '-'}; options: {opts or '-'}")
-    presets = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(PRESET_DIR, "*.toml")))
-    print("presets:   " + (", ".join(presets) or "-"))
-    print("train options (--set train.NAME=V or flags): " + ", ".join(d["name"] for d in describe(TrainConfig)))
-    return 0
+def fresh_run_dir(family: str, dataset: str, root: str = "runs", now: float | None = None) -> str:
+    """runs/<family>-<dataset>-<YYYYmmdd-HHMMSS>, with -2, -3, ... if that already exists.
+    A dataset given as a file path contributes its file name without the extension."""
+    stem = os.path.splitext(os.path.basename(os.path.normpath(dataset)))[0] or "data"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    base = os.path.join(root, f"{family}-{stem}-{stamp}")
+    path, k = base, 2
+    while os.path.exists(path):
+        path, k = f"{base}-{k}", k + 1
+    return path
 
 
-def _train_config(args) -> RunConfig:
-    sets = _kv(args.set)
-    train = {k[6:]: v for k, v in sets.items() if k.startswith("train.")}
-    fam = {k: v for k, v in sets.items() if not k.startswith("train.")}
-    for flag in ("batch", "lr", "seed", "device"):
-        v = getattr(args, flag)
-        if v is not None:
-            train[flag] = v
-    return RunConfig(dataset=args.dataset, family=args.family, train=train, options=fam,
-                     sampler=args.sampler or "", sampler_options=_kv(args.sampler_set))
+def build_parser(window_options=None, load: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser. window_options(group): the window's options (app/main.py declares
+    them; passed in so that engines/ never imports app/). load: the command whose module adds its
+    options (only that module is imported)."""
+    p = OneLineParser(prog=prog_name(), formatter_class=HelpFormatter,
+                      description="Generative-model playground. With no command: the window "
+                                  "(default lesson: moons + DDPM). Progress goes to stderr; commands "
+                                  "that compute something print one JSON object on stdout.")
+    p.add_argument("-V", "--version", action="version", version=f"%(prog)s {version()}",
+                   help="print the version and exit")
+    if window_options is not None:
+        window_options(p.add_argument_group("window options (no command)"))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                           parser_class=OneLineParser)
+    for c in COMMANDS:
+        sp = sub.add_parser(c.name, help=c.help, description=c.help, formatter_class=HelpFormatter)
+        if c.name == load:
+            importlib.import_module(c.module).add_arguments(sp)
+    return p
 
 
-def cmd_train(args) -> int:
-    from .run import Run
-    if args.steps is None and args.seconds is None:
-        args.steps = 2000
-    cfg = _train_config(args)
-    run = Run(cfg)
-    print(f"training {cfg.family} on {cfg.dataset}: {len(run.data)} examples, device {run.device}", flush=True)
-    t0, last = time.perf_counter(), 0.0
-    for snap in run.iterate(steps_per_snapshot=50, max_steps=args.steps, seconds=args.seconds):
-        now = time.perf_counter() - t0
-        if now - last >= 2 or snap.diverged:
-            last = now
-            losses = " ".join(f"{k}={v[-1]:.4g}" for k, v in snap.losses.items() if len(v))
-            print(f"step {snap.step:>6}  {snap.steps_per_s:7.0f} steps/s  {losses}", flush=True)
-        if snap.diverged:
-            print("error: " + snap.message, file=sys.stderr)
-    elapsed = time.perf_counter() - t0
-    metrics = dict(steps=run.step, seconds=round(elapsed, 2), steps_per_s=round(run.step / max(elapsed, 1e-9), 1))
-    if not run.diverged and run.family.samplers:
-        try:
-            metrics.update(run.evaluate(run.sample(min(2000, args.eval_n))))
-        except Exception as e:  # evaluation is a report, never a reason to lose the trained weights
-            metrics["evaluation_error"] = str(e)
-    run.last_metrics = metrics
-    if args.out:
-        run.save(args.out)
-        print(f"saved {args.out}")
-    print(json.dumps(metrics, default=float))
-    return 1 if run.diverged else 0
+def prog_name() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name and name not in ("-c", "__main__.py", "pytest") and not name.startswith("pytest") else "main.py"
 
 
-# sampler option that "--steps K" sets, by sampler
-STEP_KEYS = ("steps", "n_steps", "steps_per_level")
-
-
-def cmd_sample(args) -> int:
-    from .run import Run
-    run = Run.load(args.run)
-    fam = run.family
-    sampler = args.sampler or run.cfg.sampler or fam.default_sampler
-    if sampler not in fam.samplers:
-        raise ConfigError(f"{fam.name} has no sampler {sampler!r}; choose one of {', '.join(fam.samplers)}")
-    options = dict(run.cfg.sampler_options) if sampler == run.cfg.sampler else {}
-    options.update(_kv(args.set))
-    if args.steps is not None:
-        keys = [d["name"] for d in describe(fam.samplers[sampler]) if d["name"] in STEP_KEYS]
-        if not keys:
-            raise ConfigError(f"sampler {sampler} has no step count to set with --steps")
-        options[keys[0]] = args.steps
-    t0 = time.perf_counter()
-    x = run.sample(args.n, sampler, options, seed=args.seed)
-    dt = time.perf_counter() - t0
-    arr = x.numpy()
-    out = args.out
-    if out.endswith(".csv"):
-        if arr.ndim != 2:
-            raise ConfigError("CSV output holds points; write images to a .npy file")
-        from .data.files import save_points_csv
-        save_points_csv(out, arr)
-    else:
-        np.save(out, arr)
-    metrics = dict(n=args.n, sampler=sampler, seconds=round(dt, 3), shape=list(arr.shape))
-    metrics.update(run.evaluate(x))
-    print(json.dumps(metrics, default=float))
-    return 0
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="main.py", description="Generative-model playground, headless commands")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="datasets, families, samplers, presets")
-    t = sub.add_parser("train", help="train a family on a dataset and save RUN_DIR")
-    t.add_argument("--dataset", default="moons", help="a dataset name or the path of a user file")
-    t.add_argument("--family", default="ddpm")
-    t.add_argument("--steps", type=int)
-    t.add_argument("--seconds", type=float)
-    t.add_argument("--batch", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a family option, or train.NAME=V")
-    t.add_argument("--sampler", help="the sampler saved with the run")
-    t.add_argument("--sampler-set", action="append", metavar="KEY=VALUE")
-    t.add_argument("--eval-n", type=int, default=2000)
-    t.add_argument("--out", help="RUN_DIR to write")
-    s = sub.add_parser("sample", help="draw samples from a trained RUN_DIR")
-    s.add_argument("--run", required=True)
-    s.add_argument("--n", type=int, default=2000)
-    s.add_argument("--sampler")
-    s.add_argument("--steps", type=int)
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a sampler option")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--out", required=True, help=".npy or .csv")
-    b = sub.add_parser("bench", help="the benchmark table")
-    b.add_argument("--json", default="bench.json")
-    b.add_argument("--quick", action="store_true", help="a short run (for tests)")
-    b.add_argument("--families", help="comma-separated subset")
-    args = p.parse_args(argv)
+def main(argv=None, window_options=None) -> int:
+    """Runs one command; returns the exit status (0 done, 1 failed, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((c for c in COMMANDS if argv and argv[0] == c.name), None)
     try:
-        if args.cmd == "list":
-            return cmd_list(args)
-        if args.cmd == "train":
-            return cmd_train(args)
-        if args.cmd == "sample":
-            return cmd_sample(args)
-        from .bench import main as bench_main
-        return bench_main(args)
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        parser = build_parser(window_options, load=command.name if command else None)
+        args = parser.parse_args(argv)
+    except SystemExit as e:             # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except ImportError as e:
+        print(f"error: the {command.name if command else ''} command cannot load: {one_line(e)}", file=sys.stderr)
+        return 1
+    if args.command is None:
+        parser.print_help(sys.stderr)
         return 2
+    module = importlib.import_module(command.module)
+    from .config import ConfigError
+    try:
+        return int(module.run(args) or 0)
+    except (CLIError, ConfigError, ValueError, OSError) as e:
+        if os.environ.get("GENPLAYGROUND_DEBUG"):
+            raise
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line for the user, the traceback on request
+        if os.environ.get("GENPLAYGROUND_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {one_line(e)} (GENPLAYGROUND_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
