@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESOURCES = os.path.join(ROOT, "resources")
+from engines.resources import resource_path
+
+RESOURCES = str(resource_path())        # style sheets, presets: beside app/ in a checkout or a wheel
 
 
 @dataclass(frozen=True)

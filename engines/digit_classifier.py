@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resources import resource_path
+
 __all__ = ["DigitNet", "train_classifier", "load_classifier", "classifier_metrics", "frechet_distance",
            "inception_score", "digit_split", "accuracy", "applies_to", "run_metrics", "WEIGHTS"]
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "resources" / "digit_classifier.safetensors"
+WEIGHTS = resource_path("digit_classifier.safetensors")
 N_TRAIN = 1500           # of the 1797 digits, in the order of a seed-0 permutation
 CONFIDENT = 0.9
 
