@@ -9,6 +9,12 @@
     [sampler_options]          # the sampler's options dataclass fields
     [train]                    # engines.config.TrainConfig fields
     [view]                     # optional: field_level, particles, speed
+    topic = "Diffusion models" # the course topic the lesson browser files it under (TOPICS order)
+    formula = "..."            # the one formula the lesson shows (plain Unicode)
+    panels = ["field", ...]    # optional: the only panels presentation mode shows
+    hide = ["training", ...]   # optional: controls hidden in presentation mode, as TensorFlow
+                               # Playground's _hide: a group (dataset, family, sampler, training)
+                               # or one field (options.T, train.lr, sampler.steps)
 """
 from __future__ import annotations
 
@@ -22,7 +28,31 @@ from .theme import RESOURCES
 
 PRESET_DIR = os.path.join(RESOURCES, "presets")
 DEFAULT = "moons_ddpm"
-META = ("title", "lesson", "view")
+META = ("title", "lesson", "view", "topic", "formula", "panels", "hide")
+# the course's order (shared/course notes): the lesson browser lists topics in this order
+TOPICS = ("Likelihood models", "Latent-variable models", "Normalizing flows", "Energy-based models",
+          "Score matching and Langevin", "Diffusion models", "Score SDEs", "Adversarial models")
+OTHER_TOPIC = "Other lessons"
+CONTROL_GROUPS = ("dataset", "family", "sampler", "training")
+
+
+def _names_list(name: str, key: str, value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"preset {name}: {key} must be a list of names, e.g. {key} = [\"field\"]")
+    return tuple(value)
+
+
+def _hide_names(name: str, value) -> tuple[str, ...]:
+    hide = _names_list(name, "hide", value)
+    for h in hide:
+        group, _, field = h.partition(".")
+        ok = (h in CONTROL_GROUPS) or (group in ("options", "train", "sampler") and field)
+        if not ok:
+            raise ConfigError(f"preset {name}: hide = [{h!r}]: name a control group "
+                              f"({', '.join(CONTROL_GROUPS)}) or a field (options.NAME, train.NAME, sampler.NAME)")
+    return hide
 
 
 def names() -> list[str]:
@@ -55,5 +85,8 @@ def load(name: str) -> dict:
     except ValueError as e:
         raise ConfigError(f"preset {name}: {e}") from None
     cfg = RunConfig(train=train, **d)
+    topic = meta["topic"] if isinstance(meta["topic"], str) and meta["topic"].strip() else OTHER_TOPIC
     return dict(name=os.path.splitext(os.path.basename(p))[0], title=meta["title"] or name,
-                lesson=(meta["lesson"] or "").strip(), view=dict(meta["view"] or {}), cfg=cfg)
+                lesson=(meta["lesson"] or "").strip(), view=dict(meta["view"] or {}), cfg=cfg,
+                topic=topic.strip(), formula=str(meta["formula"] or "").strip(),
+                panels=_names_list(name, "panels", meta["panels"]), hide=_hide_names(name, meta["hide"]))
