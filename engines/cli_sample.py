@@ -18,6 +18,7 @@ from .config import ConfigError, describe
 STEP_KEYS = ("steps", "n_steps", "steps_per_level")
 POINT_BATCH, IMAGE_BATCH = 8192, 256     # samples per batch: (8192, 2) floats, (256, C, H, W) images
 EVAL_N = 2000                            # samples scored against held-out data
+ANIMATE_MAX = 2000                       # particles drawn per animation frame (Pillow draws each)
 
 
 def sampler_names() -> list[str]:
@@ -41,8 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-n", type=int, default=EVAL_N,
                         help="how many of the samples are scored against held-out data")
     parser.add_argument("--no-eval", action="store_true", help="write the samples without scoring them")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="output file: .npy (points or images) or .csv (points, header x,y) (required)")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="output file: .npy (points or images) or .csv (points, header x,y) "
+                             "(required unless --animate is given)")
+    parser.add_argument("--animate", default=None, metavar="FILE",
+                        help="also write the sampler as an animation, one frame per step, in data "
+                             f"coordinates with the data faint behind: .gif (Pillow) or .mp4 (needs ffmpeg); "
+                             f"the first {ANIMATE_MAX} samples are animated")
 
 
 def sample_batches(run, n: int, batch: int, sampler=None, options=None, seed=None, seconds=None,
@@ -129,13 +135,21 @@ class SampleWriter:
 
 
 def run(args) -> int:
-    from .run import Run
     if args.n < 1:
         raise CLIError(f"--n: at least 1 sample, got {args.n}")
     if args.batch is not None and args.batch < 1:
         raise CLIError(f"--batch: at least 1, got {args.batch}")
-    r = Run.load(args.run)
+    if not args.out and not args.animate:
+        raise CLIError("--out: name the samples' file (or ask for --animate FILE)")
+    if args.animate and os.path.splitext(args.animate)[1].lower() not in (".gif", ".mp4"):
+        raise CLIError(f"--animate: write a .gif or an .mp4, got {args.animate!r}")
+    from .bundle import open_bundle
+    r = open_bundle(args.run).run          # a RUN_DIR or a zipped bundle, checked before loading
     sampler, options = sampler_options(r, args.sampler, args.steps, args.set)
+    animation = _animate(r, args, sampler, options) if args.animate else {}
+    if not args.out:
+        emit_json(dict(n=min(args.n, ANIMATE_MAX), sampler=sampler, **animation))
+        return 0
     batch = args.batch or (IMAGE_BATCH if r.is_image else POINT_BATCH)
     writer = SampleWriter(args.out, args.n, r.is_image)
     keep, kept = ([] if not args.no_eval else None), 0
@@ -155,10 +169,27 @@ def run(args) -> int:
         writer.close(ok)
     dt = time.perf_counter() - t0
     shape = [args.n] + list(keep[0].shape[1:] if keep else r.data.shape[1:])
-    metrics = dict(n=args.n, sampler=sampler, seconds=round(dt, 3), shape=shape, out=args.out)
+    metrics = dict(n=args.n, sampler=sampler, seconds=round(dt, 3), shape=shape, out=args.out, **animation)
     if keep:
         progress(f"scoring {kept} samples against held-out data")
         metrics.update(r.evaluate(torch.cat(keep)))
         metrics["eval_n"] = kept
     emit_json(metrics)
     return 0
+
+
+def _animate(r, args, sampler, options) -> dict:
+    """Write --animate; an MP4 without ffmpeg is skipped with a message (the samples still come)."""
+    from .animate import AnimationError, record, write_animation
+    n = min(args.n, ANIMATE_MAX)
+    progress(f"recording {n} particles with {sampler} for {args.animate}")
+    traj, _ = record(r, n, sampler, options, seed=args.seed)
+    try:
+        frames = write_animation(traj, args.animate)
+    except AnimationError as e:
+        if not args.animate.lower().endswith(".mp4"):
+            raise CLIError(f"--animate: {e}") from None
+        progress(f"--animate: skipped: {e}")
+        return dict(animation_skipped=str(e))
+    progress(f"wrote {args.animate}: {frames} frames")
+    return dict(animation=args.animate, frames=frames)

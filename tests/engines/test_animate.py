@@ -82,3 +82,19 @@ def test_losses_and_samples_export_to_csv_and_npy(run, tmp_path):
     assert np.allclose(np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1), x, rtol=1e-7)
     with pytest.raises(ExportError, match="npy"):
         write_samples(str(tmp_path / "i.csv"), np.zeros((2, 1, 8, 8)))
+
+
+def test_cli_sample_animate_writes_a_gif_from_a_run_dir_or_a_zip(run, tmp_path, capsys):
+    import json
+
+    from engines.bundle import save_bundle
+    from engines.cli import main as cli
+    for path in (str(tmp_path / "RUN"), str(tmp_path / "run.zip")):
+        save_bundle(run, path)
+        gif = str(tmp_path / "p.gif")
+        assert cli(["sample", "--run", path, "--n", "40", "--animate", gif]) == 0
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        with Image.open(gif) as im:
+            assert report["frames"] == im.n_frames == T + 1
+    assert cli(["sample", "--run", path, "--n", "40", "--animate", str(tmp_path / "p.avi")]) == 2
+    assert "--animate" in capsys.readouterr().err
