@@ -15,6 +15,11 @@
     hide = ["training", ...]   # optional: controls hidden in presentation mode, as TensorFlow
                                # Playground's _hide: a group (dataset, family, sampler, training)
                                # or one field (options.T, train.lr, sampler.steps)
+    [compare]                  # optional: a comparison preset (engines/compare/spec.py, from_preset):
+    runs = ["ddpm:schedule=linear", "ddpm:schedule=cosine"]  # 2-4 `--compare` items varying the run above
+    labels = ["linear", "cosine"]                           # optional names for the runs
+    fair = "steps"             # equal training steps per run, or "time" (equal training time)
+    target_quality = 1.5       # the x iid level whose first crossing the table times
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from .theme import RESOURCES
 
 PRESET_DIR = os.path.join(RESOURCES, "presets")
 DEFAULT = "moons_ddpm"
-META = ("title", "lesson", "view", "topic", "formula", "panels", "hide")
+META = ("title", "lesson", "view", "topic", "formula", "panels", "hide", "compare")
 # the course's order (shared/course notes): the lesson browser lists topics in this order
 TOPICS = ("Likelihood models", "Latent-variable models", "Normalizing flows", "Energy-based models",
           "Score matching and Langevin", "Diffusion models", "Score SDEs", "Adversarial models")
@@ -89,4 +94,5 @@ def load(name: str) -> dict:
     return dict(name=os.path.splitext(os.path.basename(p))[0], title=meta["title"] or name,
                 lesson=(meta["lesson"] or "").strip(), view=dict(meta["view"] or {}), cfg=cfg,
                 topic=topic.strip(), formula=str(meta["formula"] or "").strip(),
-                panels=_names_list(name, "panels", meta["panels"]), hide=_hide_names(name, meta["hide"]))
+                panels=_names_list(name, "panels", meta["panels"]), hide=_hide_names(name, meta["hide"]),
+                compare=dict(meta["compare"]) if isinstance(meta["compare"], dict) else None)
