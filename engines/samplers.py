@@ -144,6 +144,15 @@ def _discretize(sde: SDE, x, t, dt):
     return drift * dt, g * math.sqrt(dt)
 
 
+def _corrector_alpha(sde: SDE, t: float, n_steps: int) -> float:
+    """alpha_i of the Langevin corrector (Song et al. 2021, Alg. 5): 1 - beta_i for VP and sub-VP,
+    with the discrete beta_i = beta(t) / N of the N-step chain (score_sde's LangevinCorrector reads
+    sde.alphas = 1 - beta(t) / N), and 1 for VE."""
+    if isinstance(sde, VPSDE):  # SubVPSDE is a VPSDE
+        return max(1.0 - float(sde.beta(torch.tensor(t, dtype=torch.float64))) / n_steps, 0.0)
+    return 1.0
+
+
 @torch.no_grad()
 def reverse_sde(score_fn, x, sde, n_steps, predictor="euler_maruyama", corrector=None, snr=0.16,
                 n_corrector_steps=1, eps=1e-3, generator=None, callback=None):
@@ -151,19 +160,21 @@ def reverse_sde(score_fn, x, sde, n_steps, predictor="euler_maruyama", corrector
 
     predictor: "euler_maruyama" (x <- x - [f - g^2 s] dt + g sqrt(dt) z), "reverse_diffusion"
     (x <- x - f + G^2 s + G z on the discretized chain) or None (corrector only).
-    corrector: "langevin" with step 2 alpha (snr ||z|| / ||s||)^2, or None. The last step is
+    corrector: "langevin" with step 2 alpha_i (snr ||z|| / ||s||)^2 (Alg. 4-5; alpha_i = 1 - beta_i for
+    VP / sub-VP, 1 for VE, as in score_sde's LangevinCorrector), or None. The last step is
     taken without noise (Tweedie-style noise removal as in the reference implementation)."""
     ts = torch.linspace(sde.T, eps, n_steps, device=x.device, dtype=x.dtype)
     dt = (sde.T - eps) / n_steps
     for i in range(n_steps):
         t = torch.full((x.shape[0],), float(ts[i]), device=x.device, dtype=x.dtype)
         if corrector == "langevin":
+            alpha = _corrector_alpha(sde, float(ts[i]), n_steps)
             for _ in range(n_corrector_steps):
                 grad = score_fn(x, t)
                 z = _noise(x, generator)
                 gn = grad.reshape(len(x), -1).norm(dim=1).mean()
                 zn = z.reshape(len(x), -1).norm(dim=1).mean()
-                step = 2 * (snr * zn / gn.clamp(min=1e-12)) ** 2
+                step = 2 * alpha * (snr * zn / gn.clamp(min=1e-12)) ** 2
                 x = x + step * grad + torch.sqrt(2 * step) * z
         elif corrector is not None:
             raise ValueError(f"unknown corrector {corrector!r}; choose langevin or none")
@@ -213,3 +224,143 @@ def probability_flow(score_fn, x, sde, rtol=1e-5, atol=1e-5, eps=1e-3, method="d
     options = {"step_size": h} if method in ("euler", "rk4", "midpoint") else {"step_t": ts[-1:], "first_step": h}
     out = odeint(f, x, ts, rtol=rtol, atol=atol, method=method, options=options)
     return out[-1]
+
+
+# ----------------------------------------------------------------------------- samplers on a denoiser
+# k-diffusion's convention: denoiser(x, sigma) -> x0-hat for x = x0 + sigma z (VE coordinates; see
+# families/noise_model.py for the map from VP / flow-matching models), sigma an (N,) tensor, and a
+# descending sigma grid whose last entry is 0 (schedules.karras_sigmas). Each step emits the x it
+# reaches and that level, sigma = sigmas[i + 1].
+
+
+@torch.no_grad()
+def euler(denoiser, x, sigmas, generator=None, callback=None):
+    """Euler on the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al. 2022,
+    eq. 3 with sigma(t) = t; Algorithm 1 without churn). The same update as DDIM with eta = 0
+    (Song, Meng & Ermon 2021, eq. 13), written in VE coordinates. n steps = n NFE."""
+    sig = [float(s) for s in sigmas]
+    for i in range(len(sig) - 1):
+        denoised = denoiser(x, _full(x, sig[i]))
+        x = x + (x - denoised) / sig[i] * (sig[i + 1] - sig[i])     # the last step to 0 lands on x0-hat
+        _emit(callback, i=i, x=x, t=None, sigma=sig[i + 1], denoised=denoised)
+    return x
+
+
+@torch.no_grad()
+def heun(denoiser, x, sigmas, generator=None, callback=None):
+    """Heun's 2nd-order method, Karras et al. 2022 Algorithm 1 (deterministic, no churn): an Euler
+    step, then the trapezoid of the slopes at both ends; the last step to sigma = 0 stays an Euler
+    step (the slope is undefined there). n steps = 2n - 1 NFE."""
+    sig = [float(s) for s in sigmas]
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        denoised = denoiser(x, _full(x, s))
+        d = (x - denoised) / s                                      # dx/dsigma at (x, s)
+        x_euler = x + d * (s_next - s)
+        if s_next == 0:
+            x = x_euler
+        else:
+            d_next = (x_euler - denoiser(x_euler, _full(x, s_next))) / s_next
+            x = x + 0.5 * (d + d_next) * (s_next - s)
+        _emit(callback, i=i, x=x, t=None, sigma=s_next, denoised=denoised)
+    return x
+
+
+@torch.no_grad()
+def dpmpp_2m(denoiser, x, sigmas, generator=None, callback=None):
+    """DPM-Solver++(2M), Lu et al. 2022 (arXiv 2211.01095) Algorithm 2, in lambda = -log sigma (the
+    half log-SNR in VE coordinates): x_{i+1} = (sigma_{i+1}/sigma_i) x_i - (e^{-h} - 1) D_i with
+    h = lambda_{i+1} - lambda_i and the multistep data prediction
+    D_i = (1 + 1/(2r)) x0_i - 1/(2r) x0_{i-1}, r = h_{i-1}/h_i. The first step (no history) and the
+    last one to sigma = 0 are first order (DDIM). n steps = n NFE."""
+    sig = [float(s) for s in sigmas]
+    old = None
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        denoised = denoiser(x, _full(x, s))
+        if s_next == 0:
+            x = denoised
+        else:
+            h = math.log(s / s_next)
+            d = denoised
+            if old is not None:
+                r = math.log(sig[i - 1] / s) / h
+                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
+            x = (s_next / s) * x - math.expm1(-h) * d
+        old = denoised
+        _emit(callback, i=i, x=x, t=None, sigma=s_next, denoised=denoised)
+    return x
+
+
+@torch.no_grad()
+def ddim_sigma(denoiser, x, sigmas, eta=0.0, generator=None, callback=None):
+    """DDIM(eta), Song, Meng & Ermon 2021 eq. 12, on a sigma grid in VE coordinates x/alpha, sigma = s/alpha:
+    its noise sigma_eta becomes sigma_up = min(sigma', eta sqrt(sigma'^2 (sigma^2 - sigma'^2) / sigma^2)),
+    the deterministic part moves to sigma_down = sqrt(sigma'^2 - sigma_up^2) (the ancestral step of
+    k-diffusion's euler_ancestral). eta = 0 is `euler`; eta = 1 is DDPM's posterior variance. n steps = n NFE."""
+    sig = [float(s) for s in sigmas]
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        denoised = denoiser(x, _full(x, s))
+        up = min(s_next, eta * math.sqrt(max(s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2, 0.0)))
+        down = math.sqrt(max(s_next ** 2 - up ** 2, 0.0))
+        x = denoised + (down / s) * (x - denoised)
+        if up > 0:
+            x = x + up * _noise(x, generator)
+        _emit(callback, i=i, x=x, t=None, sigma=s_next, denoised=denoised)
+    return x
+
+
+def _log_sigma_field(denoiser, shape, callback, counter):
+    """dx/du = x - D(x, e^u) for u = log sigma: the probability-flow ODE dx/dsigma = (x - D)/sigma
+    (Karras et al. 2022, eq. 3) with its 1/sigma scale taken out, so the steps stay O(1) in u."""
+    def f(u, x):
+        sigma = float(torch.exp(u))
+        denoised = denoiser(x, torch.full((shape[0],), sigma, device=x.device, dtype=x.dtype))
+        counter[0] += 1
+        _emit(callback, i=counter[0], x=x, t=None, sigma=sigma, denoised=denoised, nfe=counter[0])
+        return x - denoised
+    return f
+
+
+@torch.no_grad()
+def pf_ode_rk4(denoiser, x, sigmas, generator=None, callback=None):
+    """The probability-flow ODE (Song et al. 2021, eq. 13, in Karras et al.'s form dx/dsigma = (x - D)/sigma)
+    by fixed-step classical 4th-order Runge-Kutta (torchdiffeq "rk4", the 3/8 rule) in u = log sigma over
+    the positive sigmas, then one Euler step to sigma = 0 (x <- D(x, sigma_min)). NFE = 4 (n - 1) + 1 for
+    n positive sigmas; callbacks carry the running count as i and nfe."""
+    from torchdiffeq import odeint
+
+    pos = [float(s) for s in sigmas if float(s) > 0]
+    counter = [0]
+    f = _log_sigma_field(denoiser, x.shape, callback, counter)
+    if len(pos) > 1:
+        u = torch.log(torch.tensor(pos, dtype=x.dtype, device=x.device))
+        x = odeint(f, x, u, method="rk4")[-1]
+    if float(sigmas[-1]) == 0:
+        counter[0] += 1
+        x = denoiser(x, _full(x, pos[-1]))
+        _emit(callback, i=counter[0], x=x, t=None, sigma=0.0, denoised=x, nfe=counter[0])
+    return x
+
+
+@torch.no_grad()
+def pf_ode_dopri5(denoiser, x, sigma_max, sigma_min, rtol=1e-3, atol=1e-3, generator=None, callback=None,
+                  stats=None):
+    """The probability-flow ODE as in `pf_ode_rk4`, by adaptive Dormand-Prince 5(4) (torchdiffeq
+    "dopri5") in u = log sigma from sigma_max to sigma_min, then x <- D(x, sigma_min). The number of
+    function evaluations is set by rtol / atol, not chosen: it is counted (callback's nfe, and
+    stats["nfe"] when a dict is given)."""
+    from torchdiffeq import odeint
+
+    counter = [0]
+    f = _log_sigma_field(denoiser, x.shape, callback, counter)
+    u = torch.log(torch.tensor([float(sigma_max), float(sigma_min)], dtype=x.dtype, device=x.device))
+    h = float(u[0] - u[1]) / 20
+    x = odeint(f, x, u, rtol=rtol, atol=atol, method="dopri5", options={"first_step": h})[-1]
+    counter[0] += 1
+    x = denoiser(x, _full(x, sigma_min))
+    _emit(callback, i=counter[0], x=x, t=None, sigma=0.0, denoised=x, nfe=counter[0])
+    if stats is not None:
+        stats["nfe"] = counter[0]
+    return x

@@ -13,6 +13,7 @@ REGISTRY = {
     "ncsn": "ncsn:NCSN",
     "score_sde": "score_sde:ScoreSDE",
     "exact": "exact:ExactScore",
+    "flow_matching": "flow_matching:FlowMatching",
     "vae": "vae:VAE",
     "gan": "gan:GAN",
     "wgan_gp": "gan:WGANGP",

@@ -2,7 +2,6 @@
 sample ancestrally (Algorithm 2) or with DDIM(eta) from the same trained model."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from .. import schedules as sch
 from ..config import ConfigError, opt
 from ..loss_bins import report_t_loss
 from ..nets import conditional_net
-from .base import Family
+from .noise_model import DiscreteVP, NoiseModel
 from .options import DDIMOptions, DDPMOptions
 
 
@@ -61,13 +60,13 @@ class DDPMConfig:
         return f"betas used: {float(b[0]):.3g} .. {float(b.max()):.3g}; abar_T = {abar_T:.2g}"
 
 
-class DDPM(Family):
+class DDPM(NoiseModel):
     name = "ddpm"
     title = "DDPM / DDIM"
     summary = "Denoising diffusion: learn to predict the noise added at step t, then denoise step by step."
     capabilities = frozenset({"score", "noise_levels", "schedule"})
     Config = DDPMConfig
-    samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions}
+    native_samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions}
     default_sampler = "ddpm"
 
     @classmethod
@@ -83,6 +82,7 @@ class DDPM(Family):
         self.abar = sch.alphas_cumprod(b)                       # (T,) float64
         self._sqrt_abar = self.abar.sqrt().float().to(self.device)
         self._sqrt_1m = (1 - self.abar).sqrt().float().to(self.device)
+        self.process = DiscreteVP(self.abar)                    # the NoiseModel adapter's view of the chain
         self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=max(cfg.T // 10, 1), integer=True)
         self.net = self.make_net(cfg).to(self.device)
 
@@ -121,27 +121,29 @@ class DDPM(Family):
             return a * out + s * x
         return f
 
-    def sample(self, n, sampler=None, options=None, generator=None, callback=None):
-        name, o = self.sampler_options(sampler, options)
+    def native_eps(self, x_t, t):
+        """eps_theta at a possibly fractional step t (N,) (the generic samplers' sigmas fall between steps)."""
+        out = self.model(x_t, t / self.cfg.T)
+        if self.cfg.prediction == "eps":
+            return out
+        a, s = (sch.append_dims(v.to(x_t), x_t.ndim) for v in self.process.alpha_s(t))
+        return (x_t - a * out) / s if self.cfg.prediction == "x0" else a * out + s * x_t
+
+    def budget_options(self, sampler, nfe):
+        """DDIM: one network call per step; ancestral DDPM always takes T."""
+        if sampler == "ddim":
+            return dict(steps=nfe) if nfe <= self.cfg.T else None
+        if sampler == "ddpm":
+            return {} if nfe == self.cfg.T else None
+        return super().budget_options(sampler, nfe)
+
+    def sample_native(self, name, o, n, generator=None, callback=None):
         x = torch.randn((n,) + self.data_shape, generator=generator, device=self.device)
         clip = o.clip_x0 or None
         if name == "ddpm":
             return S.ddpm(self.eps_fn(), x, self.betas, o.variance, clip, generator, callback)
         ts = S.ddim_timesteps(self.cfg.T, o.steps)
         return S.ddim(self.eps_fn(), x, self.abar, ts, o.eta, clip, 1.0, generator, callback)
-
-    @torch.no_grad()
-    def field(self, grid, level=None):
-        t = int(self.level["default"] if level is None else round(level))
-        t = min(max(t, 0), self.cfg.T - 1)
-        t_in = torch.full((grid.shape[0],), t, device=grid.device, dtype=torch.long)
-        eps = self.eps_fn()(grid, t_in)
-        return dict(score=(-eps / math.sqrt(1 - float(self.abar[t]))).cpu().numpy())
-
-    def level_alpha_sigma(self, level):
-        t = int(self.level["default"] if level is None else round(level))
-        a = float(self.abar[min(max(t, 0), self.cfg.T - 1)])
-        return math.sqrt(a), math.sqrt(1 - a)
 
     def schedule(self):
         t = torch.arange(self.cfg.T).numpy()  # 0-based, like the t the samplers report

@@ -29,7 +29,7 @@ from torch import nn
 from .. import samplers as S
 from ..config import ConfigError, opt
 from ..nets import EnergyMLP, energy_score, mlp
-from .base import Family
+from .noise_model import FixedLevel, NoiseModel
 
 SMOOTH_ACTS = ("silu", "softplus", "tanh", "gelu")
 
@@ -83,12 +83,15 @@ def langevin_init(n, data_shape, init, generator, device):
     return torch.randn(shape, generator=generator, device=device)
 
 
-class SingleScoreFamily(Family):
+class SingleScoreFamily(NoiseModel):
     """Shared machinery of the unconditional score families (dsm, score_matching): a score net
-    or an energy net, a Langevin sampler, score/energy fields."""
+    or an energy net, a Langevin sampler, score/energy fields. Through the NoiseModel adapter the
+    model is read at its one noise level (`level_sigma`) whatever sigma is asked for: the samplers
+    that walk a range of levels do not apply, so `samplers` holds only Langevin."""
 
     capabilities = frozenset({"score"})
-    samplers = {"langevin": ScoreLangevinOptions}
+    native_samplers = {"langevin": ScoreLangevinOptions}
+    samplers = native_samplers
     default_sampler = "langevin"
     level = None
 
@@ -97,25 +100,44 @@ class SingleScoreFamily(Family):
         if cfg.model == "energy":
             self.capabilities = frozenset({"score", "energy"})
         self.net = make_score_net(self.data_shape, cfg.model, cfg.hidden, cfg.depth, cfg.act).to(self.device)
+        self.process = FixedLevel(self.level_sigma())
 
-    def score(self, x, net=None, create_graph: bool = False):
+    def level_sigma(self) -> float:
+        """The noise level the learned score belongs to."""
+        raise NotImplementedError
+
+    def net_score(self, x, net=None, create_graph: bool = False):
         """s_theta(x), (B, *shape); for an energy net -grad_x E (graph kept when it enters a loss)."""
         net = net or self.model
         if self.cfg.model == "energy":
             return energy_score(net, x, create_graph=create_graph)
         return net(x)
 
-    def sample(self, n, sampler=None, options=None, generator=None, callback=None):
-        _, o = self.sampler_options(sampler, options)
+    def score(self, x, sigma=None):
+        """The learned score s_theta(x) (its one level; sigma is ignored)."""
+        return self.net_score(x)
+
+    def eps(self, x, sigma):
+        """eps-hat = -sigma s_theta(x): the one learned score read as the score at any level."""
+        sigma = torch.as_tensor(sigma, device=x.device, dtype=x.dtype).reshape(-1).expand(x.shape[0])
+        return -torch.reshape(sigma, (-1,) + (1,) * (x.ndim - 1)) * self.net_score(x)
+
+    def native_eps(self, x_t, t):
+        return self.eps(x_t, t)
+
+    def sample_native(self, name, o, n, generator=None, callback=None):
         x = langevin_init(n, self.data_shape, o.init, generator, self.device)
-        return S.langevin(lambda y: self.score(y), x, o.step_size, o.n_steps, generator, callback)
+        return S.langevin(lambda y: self.net_score(y), x, o.step_size, o.n_steps, generator, callback)
+
+    def budget_options(self, sampler, nfe):
+        return dict(n_steps=nfe) if sampler == "langevin" else None
 
     def field(self, grid, level=None):
         if self.cfg.model == "energy":
-            s = self.score(grid)                                        # needs autograd inside
+            s = self.net_score(grid)                                    # needs autograd inside
         else:
             with torch.no_grad():
-                s = self.score(grid)
+                s = self.net_score(grid)
         out = dict(score=s.detach().cpu().numpy())
         if self.cfg.model == "energy":
             with torch.no_grad():
@@ -157,7 +179,7 @@ class DSM(SingleScoreFamily):
         sigma = self.cfg.sigma
         z = torch.randn(x.shape, generator=generator, device=x.device)   # (B, *shape)
         xt = x + sigma * z                                              # x~ ~ q_sigma(x~ | x)
-        s = self.score(xt, self.net, create_graph=True)                 # (B, *shape)
+        s = self.net_score(xt, self.net, create_graph=True)             # (B, *shape)
         if self.cfg.weighting == "sigma2":
             r = sigma * s + z
         else:
@@ -165,6 +187,6 @@ class DSM(SingleScoreFamily):
         loss = 0.5 * r.reshape(len(x), -1).pow(2).sum(1).mean()
         return loss, {}
 
-    def level_alpha_sigma(self, level):
+    def level_sigma(self):
         """The learned field is the score of x + sigma z: alpha = 1, sigma fixed."""
-        return 1.0, float(self.cfg.sigma)
+        return float(self.cfg.sigma)

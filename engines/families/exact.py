@@ -16,8 +16,8 @@ import torch
 from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
-from .base import Family
 from .ncsn import ladder_schedule, uniform_box
+from .noise_model import DiscreteVP, Ladder, NoiseModel, SDEProcess
 from .options import AnnealedLangevinOptions, DDIMOptions, DDPMOptions, LangevinOptions, ODEOptions, ReverseSDEOptions, none_if
 from .score_sde import PCOptions, alpha_std, default_level, make_sde, ode_log_likelihood
 
@@ -84,14 +84,14 @@ def noised_mixture(mix, x: torch.Tensor, alpha, sigma):
     return score, torch.logsumexp(logj, dim=1)
 
 
-class ExactScore(Family):
+class ExactScore(NoiseModel):
     name = "exact"
     title = "Exact score (analytic mixture)"
     summary = ("The true score of a Gaussian-mixture dataset, fed to every sampler: "
                "what a perfect model would give, so sampler error shows on its own.")
     capabilities = frozenset({"score", "density", "likelihood", "noise_levels", "schedule", "analytic"})
     Config = ExactConfig
-    samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions, "annealed_langevin": ExactAnnealedOptions,
+    native_samplers = {"ddpm": DDPMOptions, "ddim": DDIMOptions, "annealed_langevin": ExactAnnealedOptions,
                 "langevin": ExactLangevinOptions, "euler_maruyama": ReverseSDEOptions, "pc": PCOptions,
                 "ode": ODEOptions}
     default_sampler = "euler_maruyama"
@@ -115,6 +115,9 @@ class ExactScore(Family):
         sde_kind = dict(ddpm="vp", ncsn="ve").get(cfg.process, cfg.process)
         self.sde = make_sde(sde_kind, cfg.beta_min, cfg.beta_max, cfg.sigma_min, cfg.sigma_max)
         p = cfg.process
+        # the process whose noise levels the generic samplers walk (their range and prior)
+        self.process = dict(ddpm=lambda: DiscreteVP(self.abar), ncsn=lambda: Ladder(cfg.sigma_min, cfg.sigma_max)
+                            ).get(p, lambda: SDEProcess(self.sde, cfg.eps))()
         if p == "ddpm":
             self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=max(cfg.T // 10, 1), integer=True)
         elif p == "ncsn":
@@ -140,9 +143,29 @@ class ExactScore(Family):
         score = noised_mixture(self.mixture, x, a.sqrt(), (1 - a).sqrt())[0]
         return -sch.append_dims((1 - a).sqrt(), x.ndim) * score
 
+    def eps(self, x, sigma):
+        """The exact eps*(x, sigma) = -sigma grad log p_sigma(x) of the mixture blurred by N(0, sigma^2 I),
+        at any sigma (the NoiseModel adapter's VE coordinates)."""
+        sigma = torch.as_tensor(sigma, device=x.device, dtype=x.dtype).reshape(-1).expand(x.shape[0])
+        return -sch.append_dims(sigma, x.ndim) * noised_mixture(self.mixture, x, 1.0, sigma)[0]
+
+    def native_eps(self, x_t, t):
+        a, s = (v.to(x_t) for v in self.process.alpha_s(t))
+        return -sch.append_dims(s, x_t.ndim) * noised_mixture(self.mixture, x_t, a, s)[0]
+
+    def budget_options(self, sampler, nfe):
+        """One exact-score call per step for ddim / Euler-Maruyama; (nfe - 1) // L Langevin steps per level."""
+        if sampler == "ddim":
+            return dict(steps=nfe) if nfe <= self.cfg.T else None
+        if sampler == "euler_maruyama":
+            return dict(steps=nfe)
+        if sampler == "annealed_langevin":
+            k = (nfe - 1) // self.cfg.n_levels
+            return dict(steps_per_level=k, denoise_final=True) if k >= 1 else None
+        return super().budget_options(sampler, nfe)
+
     # ---------------------------------------------------------------- sampling
-    def sample(self, n, sampler=None, options=None, generator=None, callback=None):
-        name, o = self.sampler_options(sampler, options)
+    def sample_native(self, name, o, n, generator=None, callback=None):
         shape, dev = (n,) + self.data_shape, self.device
         if name in ("ddpm", "ddim"):
             x = torch.randn(shape, generator=generator, device=dev)

@@ -14,7 +14,7 @@ from .. import schedules as sch
 from ..config import ConfigError, opt
 from ..loss_bins import report_t_loss
 from ..nets import conditional_net
-from .base import Family
+from .noise_model import Ladder, NoiseModel
 from .options import AnnealedLangevinOptions, LangevinOptions
 
 
@@ -68,20 +68,21 @@ def ladder_schedule(sigmas: torch.Tensor, eps: float) -> dict:
     return {"x_label": "noise level sigma", "level i": (sig, i), "step alpha_i": (sig, eps * sig ** 2 / sig[-1] ** 2)}
 
 
-class NCSN(Family):
+class NCSN(NoiseModel):
     name = "ncsn"
     title = "NCSN (annealed Langevin)"
     summary = ("Noise-conditional score network: learn the score of the data blurred at many noise levels, "
                "then sample by Langevin dynamics from the largest level down to the smallest.")
     capabilities = frozenset({"score", "noise_levels", "schedule"})
     Config = NCSNConfig
-    samplers = {"annealed_langevin": AnnealedLangevinOptions, "langevin": NCSNLangevinOptions}
+    native_samplers = {"annealed_langevin": AnnealedLangevinOptions, "langevin": NCSNLangevinOptions}
     default_sampler = "annealed_langevin"
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
         self.sigmas = sch.geometric_sigmas(cfg.sigma_max, cfg.sigma_min, cfg.n_levels)  # (L,) descending
         self._sigmas = self.sigmas.float().to(self.device)
+        self.process = Ladder(cfg.sigma_min, cfg.sigma_max)        # native time = sigma, alpha = 1
         lo, hi = cfg.sigma_min, cfg.sigma_max
         self.level = dict(kind="sigma", lo=lo, hi=hi, log=True,
                           default=float(math.exp(math.log(lo) + 0.25 * (math.log(hi) - math.log(lo)))))
@@ -97,6 +98,10 @@ class NCSN(Family):
             out = net(x, torch.log(sigma) / 4)
             return out / sch.append_dims(sigma, x.ndim) if v2 else out
         return f
+
+    def native_eps(self, x_t, t):
+        """eps-hat = -sigma s_theta(x, sigma): the native time t is sigma itself."""
+        return -sch.append_dims(t, x_t.ndim) * self.score_fn()(x_t, t)
 
     def loss(self, x0, generator=None):
         """Multi-scale DSM, Song & Ermon 2019 eqs. 5-6 with lambda(sigma) = sigma^2:
@@ -119,8 +124,7 @@ class NCSN(Family):
         return per.mean(), {}
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, n, sampler=None, options=None, generator=None, callback=None):
-        name, o = self.sampler_options(sampler, options)
+    def sample_native(self, name, o, n, generator=None, callback=None):
         score = self.score_fn()
         if name == "annealed_langevin":
             # start from the VE prior N(0, sigma_1^2 I): the data blurred at sigma_1 looks like it
@@ -134,20 +138,16 @@ class NCSN(Family):
             return score(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype))
         return S.langevin(fixed, x, o.step_size, o.n_steps, generator, callback)
 
-    # ---------------------------------------------------------------- views
-    def _level(self, level):
-        s = float(self.level["default"] if level is None else level)
-        return min(max(s, 1e-6), 1e6)
+    def budget_options(self, sampler, nfe):
+        """Annealed Langevin: steps_per_level = (nfe - 1) // L (plus the final denoising call)."""
+        if sampler == "annealed_langevin":
+            k = (nfe - 1) // self.cfg.n_levels
+            return dict(steps_per_level=k, denoise_final=True) if k >= 1 else None
+        if sampler == "langevin":
+            return dict(n_steps=nfe)
+        return super().budget_options(sampler, nfe)
 
-    @torch.no_grad()
-    def field(self, grid, level=None):
-        sigma = torch.full((grid.shape[0],), self._level(level), device=grid.device)
-        return dict(score=self.score_fn()(grid, sigma).cpu().numpy())
-
-    def level_alpha_sigma(self, level):
-        """NCSN perturbs without shrinking: x~ = x + sigma z, so (alpha, sigma) = (1, sigma)."""
-        return 1.0, self._level(level)
-
+    # ---------------------------------------------------------------- views (field, levels: NoiseModel)
     def schedule(self):
         """Over the ladder's sigma (the axis the samplers report, so the panel's marker can follow):
         the rung index i and the annealed-Langevin step alpha_i = eps sigma_i^2 / sigma_L^2 (default eps)."""

@@ -129,12 +129,12 @@ class ScoreMatching(SingleScoreFamily):
     def loss(self, x, generator=None):
         if self.cfg.noise > 0:
             x = x + self.cfg.noise * torch.randn(x.shape, generator=generator, device=x.device)
-        trace, norm = score_matching_terms(lambda y: self.score(y, self.net, create_graph=True), x,
+        trace, norm = score_matching_terms(lambda y: self.net_score(y, self.net, create_graph=True), x,
                                            self.cfg.objective, self.cfg.n_projections, self.cfg.projection,
                                            generator)
         trace, norm = trace.mean(), norm.mean()
         return trace + norm, dict(trace=trace.detach(), norm=norm.detach())
 
-    def level_alpha_sigma(self, level):
+    def level_sigma(self):
         """The learned field targets the score of x + noise z: alpha = 1, sigma = noise."""
-        return 1.0, float(self.cfg.noise)
+        return float(self.cfg.noise)

@@ -14,7 +14,7 @@ from .. import schedules as sch
 from ..config import ConfigError, opt
 from ..loss_bins import report_t_loss
 from ..nets import conditional_net
-from .base import Family
+from .noise_model import NoiseModel, SDEProcess
 from .options import ODEOptions, ReverseSDEOptions, none_if
 
 
@@ -147,19 +147,20 @@ def ode_log_likelihood(score_fn, sde: sch.SDE, x: torch.Tensor, eps: float = 1e-
     return sde.prior_logp(xs[-1]) + deltas[-1]
 
 
-class ScoreSDE(Family):
+class ScoreSDE(NoiseModel):
     name = "score_sde"
     title = "Score SDE (VP / VE / sub-VP)"
     summary = ("Learn the score of the data diffused by a stochastic differential equation, then run it "
                "backwards in time (reverse SDE) or follow the probability-flow ODE, which also gives exact likelihoods.")
     capabilities = frozenset({"score", "likelihood", "noise_levels", "schedule"})
     Config = ScoreSDEConfig
-    samplers = {"euler_maruyama": ReverseSDEOptions, "pc": PCOptions, "ode": ODEOptions}
+    native_samplers = {"euler_maruyama": ReverseSDEOptions, "pc": PCOptions, "ode": ODEOptions}
     default_sampler = "euler_maruyama"
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
         self.sde = make_sde(cfg.sde, cfg.beta_min, cfg.beta_max, cfg.sigma_min, cfg.sigma_max)
+        self.process = SDEProcess(self.sde, cfg.eps)
         self.level = dict(kind="t", lo=cfg.eps, hi=self.sde.T, log=False, default=default_level(self.sde, cfg.eps))
         self.net = conditional_net(self.data_shape, cfg.hidden, cfg.depth, cfg.embedding).to(self.device)
 
@@ -178,6 +179,11 @@ class ScoreSDE(Family):
             std = alpha_std(sde, t)[1]
             return net(x, self._c(t, std)) / sch.append_dims(std, x.ndim)
         return f
+
+    def native_eps(self, x_t, t):
+        """eps-hat = -std(t) s_theta(x_t, t) = -(the net's output)."""
+        std = alpha_std(self.sde, t)[1]
+        return -self.model(x_t, self._c(t, std))
 
     def loss(self, x0, generator=None):
         """Continuous-time DSM, Song et al. 2021 eq. 7: t ~ U(eps, 1), x_t = alpha(t) x0 + std(t) z,
@@ -199,8 +205,7 @@ class ScoreSDE(Family):
         return per.mean(), {}
 
     # ---------------------------------------------------------------- sampling
-    def sample(self, n, sampler=None, options=None, generator=None, callback=None):
-        name, o = self.sampler_options(sampler, options)
+    def sample_native(self, name, o, n, generator=None, callback=None):
         x = self.sde.prior_sampling((n,) + self.data_shape, generator=generator, device=self.device)
         score = self.score_fn()
         if name == "ode":
@@ -219,26 +224,20 @@ class ScoreSDE(Family):
         return ode_log_likelihood(self.score_fn(), self.sde, x.to(self.device), self.cfg.eps, tol, tol,
                                   hutchinson=hutch, generator=generator)
 
-    # ---------------------------------------------------------------- views
-    def _t(self, level):
-        t = float(self.level["default"] if level is None else level)
-        return min(max(t, self.cfg.eps), self.sde.T)
+    def budget_options(self, sampler, nfe):
+        """The reverse-SDE samplers take one network call per step (pc: two, with its corrector)."""
+        if sampler == "euler_maruyama":
+            return dict(steps=nfe)
+        if sampler == "pc":
+            return dict(steps=nfe // 2) if nfe >= 2 else None
+        return super().budget_options(sampler, nfe)
 
-    @torch.no_grad()
-    def field(self, grid, level=None):
-        t = torch.full((grid.shape[0],), self._t(level), device=grid.device)
-        return dict(score=self.score_fn()(grid, t).cpu().numpy())
-
-    def level_alpha_sigma(self, level):
-        a, s = alpha_std(self.sde, torch.tensor([self._t(level)], dtype=torch.float64))
-        return float(a[0]), float(s[0])
-
+    # ---------------------------------------------------------------- views (field, levels: NoiseModel)
     def schedule(self):
-        t = torch.linspace(0.0, self.sde.T, 201, dtype=torch.float64)
-        a, s = alpha_std(self.sde, t)
-        out = dict(x_label="time t", std=(t.numpy(), s.numpy()), mean_coef=(t.numpy(), a.numpy()))
+        out = super().schedule()
         if self.cfg.sde in ("vp", "subvp"):
-            out["beta"] = (t.numpy(), self.sde.beta(t).numpy())
+            t = out["std"][0]
+            out["beta"] = (t, self.sde.beta(torch.from_numpy(t)).numpy())
         return out
 
     def sampler_levels(self, sampler, options):

@@ -123,7 +123,10 @@ def test_exact_samplers_work_through_the_run():
     run = make_run("gmm", "exact")
     assert run.family.trainable is False and run.train(5) == 0
     fast = dict(ddpm={}, ddim=dict(steps=50), annealed_langevin=dict(steps_per_level=50), langevin=dict(n_steps=300),
-                euler_maruyama=dict(steps=200), pc=dict(steps=100), ode=dict(rtol=1e-3, atol=1e-3))
+                euler_maruyama=dict(steps=200), pc=dict(steps=100), ode=dict(rtol=1e-3, atol=1e-3),
+                # the generic samplers of the NoiseModel adapter (families/noise_model.py)
+                euler=dict(steps=40), heun=dict(steps=20), dpmpp_2m=dict(steps=20), ddim_sigma=dict(steps=40, eta=1.0),
+                ode_rk4=dict(steps=10), ode_dopri5=dict(rtol=1e-3, atol=1e-3))
     assert set(fast) == set(run.family.samplers)
     for name, opts in fast.items():
         steps = []
