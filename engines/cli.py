@@ -51,6 +51,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("sample", "engines.cli_sample", "draw samples from a RUN_DIR to .npy/.csv, print metrics as JSON"),
     Command("bench", "engines.cli_bench", "throughput and time-to-quality table (`bench --gui`: the window's)"),
     Command("compare", "engines.compare.cli", "train 2-4 runs side by side on one dataset, print the comparison table"),
+    Command("lab", "engines.lab", "every applicable sampler at several NFE budgets on a run or the exact oracle"),
+    Command("sweep", "engines.sweep", "a grid of headless runs (schedules x samplers x seeds ...) -> one CSV + JSON table"),
 )
 
 
@@ -179,6 +181,12 @@ def main(argv=None, window_options=None) -> int:
     from .config import ConfigError
     try:
         return int(module.run(args) or 0)
+    except BrokenPipeError:           # the reader went away (`... | head`): stop quietly, as Unix tools do
+        try:                          # and keep the interpreter's final flush from failing too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
     except (CLIError, ConfigError, ValueError, OSError) as e:
         if os.environ.get("GENPLAYGROUND_DEBUG"):
             raise

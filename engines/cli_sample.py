@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sample_batches(run, n: int, batch: int, sampler=None, options=None, seed=None, seconds=None,
-                   first: int | None = None, min_batch: int = 1):
+                   first: int | None = None, min_batch: int = 1, clock=time.perf_counter):
     """Yields sample batches (data coordinates) of at most `batch` until n are drawn.
 
     Batch i is drawn with seed + i (seed: the run's seed + 1 by default), so one batch of n equals
@@ -62,16 +62,16 @@ def sample_batches(run, n: int, batch: int, sampler=None, options=None, seed=Non
     fit; the first batch is always drawn."""
     base = run.cfg.train.seed + 1 if seed is None else seed
     size = min(first or batch, batch)
-    t0, done, i, rate = time.perf_counter(), 0, 0, None
+    t0, done, i, rate = clock(), 0, 0, None
     while done < n:
         k = min(size, n - done)
         if seconds is not None and rate is not None:
-            k = min(k, int(rate * (seconds - (time.perf_counter() - t0))))
-            if k < min_batch:
+            k = min(k, int(rate * (seconds - (clock() - t0))))
+            if k < min(min_batch, n - done):   # too little time left for a worthwhile batch
                 return
-        t = time.perf_counter()
+        t = clock()
         x = run.sample(k, sampler, options, seed=base + i)
-        rate = k / max(time.perf_counter() - t, 1e-6)
+        rate = k / max(clock() - t, 1e-9)   # samples/s of the last batch (batches grow: a safe guess)
         yield x
         done, i, size = done + k, i + 1, min(2 * size, batch)
 

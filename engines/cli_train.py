@@ -67,21 +67,24 @@ def run_config(args) -> RunConfig:
                      sampler=args.sampler or "", sampler_options=parse_key_values(args.sampler_set, "--sampler-set"))
 
 
-def evaluate_bounded(run, seconds: float, n: int | None = None) -> dict:
+def evaluate_bounded(run, seconds: float, n: int | None = None, clock=time.perf_counter) -> dict:
     """Scores samples drawn within `seconds` (at least one pilot batch), at most n of them."""
     target, first, largest = EVAL_IMAGES if run.is_image else EVAL_POINTS
     n = target if n is None else n
-    parts, t0, last = [], time.perf_counter(), 0.0
-    for x in sample_batches(run, n, largest, first=min(first, n), seconds=seconds, min_batch=min(first, n)):
+    if n < 1:
+        raise ValueError(f"--eval-n: at least 1 sample, got {n} (--no-eval skips the evaluation)")
+    parts, t0, last = [], clock(), 0.0
+    for x in sample_batches(run, n, largest, first=min(first, n), seconds=seconds, min_batch=min(first, n),
+                            clock=clock):
         parts.append(x)
-        now = time.perf_counter() - t0
+        now = clock() - t0
         if now - last >= 1.0:
             last = now
             progress(f"evaluating: {sum(map(len, parts))}/{n} samples ({now:.1f} s)")
     x = torch.cat(parts)
     progress(f"evaluating: scoring {len(x)} samples against held-out data")
     out = dict(run.evaluate(x))
-    out.update(eval_n=len(x), eval_seconds=round(time.perf_counter() - t0, 2))
+    out.update(eval_n=len(x), eval_seconds=round(clock() - t0, 2))
     return out
 
 
