@@ -1,0 +1,145 @@
+"""Classroom and sharing in the window (offscreen): presentation mode shows only what the lesson
+names, settings survive a restart, a bundle saved by the window reopens bit for bit, a malicious
+bundle dropped on the window is refused, exports write real files.
+
+One window is shared by the tests of this module (they run in order) to keep the suite fast.
+"""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtTest, QtWidgets
+
+from app import theme
+from app.classroom import install
+from app.main_window import MainWindow
+from app.presentation import DEVELOPER_STATS
+from app.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def win(themed_app, wait_until):
+    w = MainWindow()
+    room = install(w)
+    w.show()
+    wait_until(lambda: w.ready(), 120, "the first run to be ready")
+    yield w
+    if room.presentation.active:
+        room.presentation.leave()
+    theme.apply(themed_app, "dark", 1.0)
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def _visible_docks(win):
+    return {k for k, d in win.docks.items() if d.isVisible()}
+
+
+def _group(win, title):
+    return next(b for b in win.findChildren(QtWidgets.QGroupBox) if b.title() == title)
+
+
+def test_presentation_mode_hides_what_the_lesson_hides(win, wait_until, pump):
+    win.apply_preset("exact_annealed_vs_plain")
+    wait_until(lambda: win.ready() and win.cfg.family == "exact", 120, "the exact-score lesson")
+    before = _visible_docks(win)
+    assert {"field", "particles", "stats"} <= before
+    room = win.classroom
+    room.toggle_presentation()
+    pump(0.2)
+    assert room.presentation.active and win.windowState() & QtCore.Qt.WindowState.WindowFullScreen
+    assert _visible_docks(win) == {"field", "particles"}          # panels = ["field", "particles"]
+    assert not _group(win, "Training").isVisible() and not _group(win, "Model family").isVisible()
+    assert _group(win, "Sampler").isVisible()                      # not hidden by the lesson
+    for key in DEVELOPER_STATS:
+        assert win.stats.labels[key].isHidden()
+    assert theme.CURRENT.name == "contrast" and theme.line_scale() > 1.5
+    assert win.lesson.font().pointSizeF() > QtWidgets.QApplication.font().pointSizeF()
+    step = win.step
+    QtTest.QTest.keyClick(win, QtCore.Qt.Key.Key_PageDown)        # a presenter's clicker: one step
+    wait_until(lambda: win.step >= step + 1 or not win.info.trainable, 30, "one step")
+    room.toggle_presentation()
+    pump(0.2)
+    assert not room.presentation.active and not (win.windowState() & QtCore.Qt.WindowState.WindowFullScreen)
+    assert _visible_docks(win) == before
+    assert _group(win, "Training").isVisible() and not win.stats.labels["fps"].isHidden()
+    assert theme.CURRENT.name == "dark" and theme.line_scale() == pytest.approx(1.0)
+
+
+def test_theme_switch_and_zoom_restyle_the_built_plots(win, pump):
+    room = win.classroom
+    room.set_theme("light")
+    pump(0.1)
+    assert win.field.plot.backgroundBrush().color().name() == QtGui.QColor(theme.PALETTES["light"].bg).name()
+    room.set_zoom(1.5)
+    assert QtWidgets.QApplication.font().pointSizeF() == pytest.approx(theme._BASE_FONT["pt"] * 1.5)
+    room.set_zoom(1.0)
+    room.set_theme("dark")
+    assert win.field.plot.backgroundBrush().color().name() == QtGui.QColor(theme.PALETTES["dark"].bg).name()
+
+
+def test_settings_survive_a_restart(tmp_path, themed_app):
+    path = str(tmp_path / "settings.ini")
+    s = Settings(path)
+    assert s.theme == "system" and s.zoom == 1.0 and s.last_lesson == ""
+    win = QtWidgets.QMainWindow()
+    dock = QtWidgets.QDockWidget("Panel", win)
+    dock.setObjectName("dock_panel")
+    win.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    assert not s.restore_window(win)                                # first start: fits the screen
+    avail = win.screen().availableGeometry()
+    assert win.width() <= avail.width() and win.height() <= avail.height()
+    win.resize(640, 420)
+    win.move(avail.topLeft() + QtCore.QPoint(10, 10))
+    dock.hide()
+    s.theme, s.zoom, s.last_lesson, s.last_folder = "light", 1.3, "ncsn_moons", str(tmp_path)
+    s.save_window(win)
+    del s
+    again = Settings(path)                                           # a new process would read the file
+    assert (again.theme, again.zoom, again.last_lesson, again.last_folder) == ("light", 1.3, "ncsn_moons", str(tmp_path))
+    win2 = QtWidgets.QMainWindow()
+    dock2 = QtWidgets.QDockWidget("Panel", win2)
+    dock2.setObjectName("dock_panel")
+    win2.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock2)
+    win2.show()
+    assert again.restore_window(win2)
+    assert (win2.width(), win2.height()) == (640, 420) and not dock2.isVisible()
+    with pytest.raises(ValueError):
+        again.theme = "purple"
+
+
+def test_a_malicious_bundle_dropped_on_the_window_is_refused(win, tmp_path, wait_until, pump):
+    bad = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../../outside.txt", b"x")
+        zf.writestr("manifest.json", b"{}")
+    run_id = win.info.run_id
+    errors = len(win.errors)
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(bad))])
+    pos = QtCore.QPointF(win.width() / 2, win.height() / 2)
+    enter = QtGui.QDragEnterEvent(pos.toPoint(), QtCore.Qt.DropAction.CopyAction, mime,
+                                  QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    QtWidgets.QApplication.sendEvent(win, enter)
+    assert enter.isAccepted()
+    drop = QtGui.QDropEvent(pos, QtCore.Qt.DropAction.CopyAction, mime, QtCore.Qt.MouseButton.LeftButton,
+                            QtCore.Qt.KeyboardModifier.NoModifier)
+    QtWidgets.QApplication.sendEvent(win, drop)
+    wait_until(lambda: len(win.errors) > errors, 10, "the refusal")
+    title, text = win.errors[-1]
+    assert title == "Could not open the run" and "climbs out" in text
+    assert not (tmp_path.parent / "outside.txt").exists()
+    pump(0.2)
+    assert win.info.run_id == run_id                                # the run in the window goes on
+
+
+def test_panel_and_samples_export_write_files(win, tmp_path, wait_until):
+    room = win.classroom
+    assert room.export_panel("field", str(tmp_path / "field.png"))
+    assert room.export_panel("field", str(tmp_path / "field.svg"))
+    assert room.export_panel("stats", str(tmp_path / "stats.png"))  # not a plot: grabbed as a widget
+    img = QtGui.QImage(str(tmp_path / "field.png"))
+    assert img.width() >= win.field.width() and "<svg" in (tmp_path / "field.svg").read_text()[:400]
+    assert not QtGui.QImage(str(tmp_path / "stats.png")).isNull()
