@@ -284,6 +284,8 @@ def _restyle_item(item, roles, fg, tick_font, old_scale):
             t.setText(t.text, color=FG, size=title_size())
     elif isinstance(item, pg.LegendItem):
         item.setLabelTextColor(FG)
+        for _sample, label in item.items:       # setLabelTextColor only changes future labels
+            label.setText(label.text, color=FG)
         item.setBrush(pg.mkBrush(*LEGEND_BRUSH))
         item.setPen(pg.mkPen(*CURRENT.legend_pen))
     elif isinstance(item, pg.TextItem):
