@@ -101,6 +101,24 @@ def install_hint(sonames: list[str]) -> str:
             "pacman -F " + sonames[0] + ")")
 
 
+def display_reachable(display: str) -> bool:
+    """Whether an X server answers at `display` (libxcb's xcb_connect; Qt aborts when none does).
+    True when libxcb itself cannot be loaded here: then the library check has already spoken."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return True
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    conn = xcb.xcb_connect(display.encode(), None)   # never NULL: an error object on failure
+    try:
+        return xcb.xcb_connection_has_error(conn) == 0
+    finally:
+        xcb.xcb_disconnect(conn)
+
+
 def check(env=None) -> str | None:
     """None when the window can open here, else the one line to print before exiting with 2."""
     env = os.environ if env is None else env
@@ -112,6 +130,10 @@ def check(env=None) -> str | None:
         return None  # a Qt without the plugin file: Qt's own message is the best we have
     missing = missing_libraries(path)
     if not missing:
+        display = env.get("DISPLAY", "")
+        if display and not display_reachable(display):
+            return (f"error: no X server answers at DISPLAY={display} (is it running, and may this user "
+                    "connect: xhost, XAUTHORITY?); or run headless with QT_QPA_PLATFORM=offscreen")
         return None
     return (f"error: Qt's xcb platform plugin cannot load: missing {', '.join(missing)}; "
             f"{install_hint(missing)} (README, 'System libraries'); or run headless with QT_QPA_PLATFORM=offscreen")
