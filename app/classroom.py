@@ -29,6 +29,7 @@ from .settings import THEMES, Settings
 
 THEME_LABELS = dict(system="Follow the system", dark="Dark", light="Light", contrast="High contrast (projector)")
 ZOOM_STEP = 1.15
+RESTYLE_MS = 1000               # how often plots built since the last theme change are restyled
 BUNDLE_FILTER = "Run bundle (*.zip);;All files (*)"
 
 
@@ -80,6 +81,11 @@ class Classroom(QtCore.QObject):
         win.installEventFilter(self)
         theme.follow_system(self.app, self._system_scheme_changed)
         self._apply_theme(self.choice, self.zoom)
+        # panels rebuild some plots (a new run, the family's views): restyle what is new
+        self._restyle_timer = QtCore.QTimer(self)
+        self._restyle_timer.setInterval(RESTYLE_MS)
+        self._restyle_timer.timeout.connect(self._restyle_new)
+        self._restyle_timer.start()
         if settings is not None:
             settings.restore_window(win)
 
@@ -165,9 +171,13 @@ class Classroom(QtCore.QObject):
 
     # ================================================================ theme and zoom
     def _apply_theme(self, choice: str, zoom: float | None = None):
-        old, old_scale = theme.CURRENT, theme.line_scale()
+        old = theme.CURRENT
         theme.apply(self.app, choice, zoom)
-        theme.restyle(self.win, old, old_scale)
+        theme.restyle(self.win, old)
+
+    def _restyle_new(self):
+        if not theme.is_default():
+            theme.restyle(self.win, theme.CURRENT, only_new=True)
 
     def set_theme(self, choice: str):
         self.choice = choice

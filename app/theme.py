@@ -238,38 +238,59 @@ def _recolour(colour: QtGui.QColor, roles: dict) -> QtGui.QColor:
     return QtGui.QColor(*new, colour.alpha()) if new else colour
 
 
-def _repen(pen: QtGui.QPen, roles: dict, item, old_scale: float) -> QtGui.QPen:
-    """A copy of pen in the new colours, width = the width at zoom 1 x the current line scale."""
+def _base_width(item, width: float) -> float:
+    """The width an item was built with (panels build at scale 1); remembers the scale applied."""
+    applied = getattr(item, "_theme_scale", 1.0)
+    try:
+        item._theme_scale = line_scale()
+    except AttributeError:
+        pass
+    return width / applied
+
+
+def _repen(pen: QtGui.QPen, roles: dict, item) -> QtGui.QPen:
+    """A copy of pen in the new colours, width = the width it was built with x the line scale."""
     pen = QtGui.QPen(pen)
     pen.setColor(_recolour(pen.color(), roles))
-    base = getattr(item, "_theme_base_width", None)
-    if base is None:
-        base = max(pen.widthF(), 1.0) / old_scale
-        try:
-            item._theme_base_width = base
-        except AttributeError:
-            pass
-    pen.setWidthF(base * line_scale())
+    if pen.widthF() > 0:                         # 0 = Qt's one-pixel cosmetic pen: stays hairline
+        pen.setWidthF(_base_width(item, pen.widthF()) * line_scale())
     return pen
 
 
-def restyle(root: QtWidgets.QWidget, old: Palette, old_line_scale: float = 1.0):
+def restyle(root: QtWidgets.QWidget, old: Palette, only_new: bool = False) -> int:
     """Recolour and re-thicken the plots already built under `root` after `apply` switched the
     theme or the zoom: backgrounds, axes, titles, legends, text items, curves, points and
-    markers whose colour has a role in the old theme."""
+    markers whose colour has a role in the old theme. only_new: just the items built since the
+    last restyle (a panel that rebuilds its plots). Returns how many items were restyled."""
     roles = _role_map(old, CURRENT)
     fg = QtGui.QColor(FG)
     tick_font = QtGui.QFont(QtWidgets.QApplication.font())
+    tag = (CURRENT.name, line_scale())
+    done = 0
     for view in root.findChildren(pg.GraphicsView):
-        view.setBackground(BG)
+        if not only_new:
+            view.setBackground(BG)
         scene = view.scene()
         if scene is None:
             continue
         for item in scene.items():
-            _restyle_item(item, roles, fg, tick_font, old_line_scale)
+            if only_new and getattr(item, "_theme_tag", None) == tag:
+                continue
+            _restyle_item(item, roles, fg, tick_font)
+            done += 1
+            try:
+                item._theme_tag = tag
+            except AttributeError:
+                pass
+    return done
 
 
-def _restyle_item(item, roles, fg, tick_font, old_scale):
+def is_default() -> bool:
+    """The look panels are built with: nothing to restyle."""
+    return CURRENT.name == "dark" and line_scale() == 1.0
+
+
+def _restyle_item(item, roles, fg, tick_font):
     from .panels.base import Points      # panels import theme: import here, not at module load
     if isinstance(item, pg.AxisItem):
         item.setPen(fg)
@@ -293,14 +314,11 @@ def _restyle_item(item, roles, fg, tick_font, old_scale):
     elif isinstance(item, Points):
         pen = item._pen
         c = _recolour(pen.color(), roles)
-        base = getattr(item, "_theme_base_width", None)
-        if base is None:
-            base = item._theme_base_width = pen.widthF() / old_scale
-        item.setStyle((c.red(), c.green(), c.blue()), c.alpha(), base * line_scale())
+        item.setStyle((c.red(), c.green(), c.blue()), c.alpha(), _base_width(item, pen.widthF()) * line_scale())
     elif isinstance(item, pg.PlotCurveItem):
-        item.setPen(_repen(pg.mkPen(item.opts["pen"]), roles, item, old_scale))
+        item.setPen(_repen(pg.mkPen(item.opts["pen"]), roles, item))
     elif isinstance(item, pg.InfiniteLine):
-        item.setPen(_repen(item.pen, roles, item, old_scale))
+        item.setPen(_repen(item.pen, roles, item))
     elif isinstance(item, pg.ScatterPlotItem):
         brush = item.opts.get("brush")
         if brush is not None and not isinstance(brush, (list, tuple)):
