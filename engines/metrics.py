@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["energy_distance", "mmd_rbf", "sliced_wasserstein", "mode_coverage",
+__all__ = ["energy_distance", "self_distance_mean", "mmd_rbf", "sliced_wasserstein", "mode_coverage",
            "fisher_divergence", "iid_energy_distance", "grid_kl_js"]
 
 _CHUNK_ELEMS = 1 << 19  # entries of one distance block: 512K float64 = 4 MB, cache-friendly
@@ -50,9 +50,32 @@ def _pair_sum(a: torch.Tensor, b: torch.Tensor, fn: Callable, exclude_diag: bool
     return float(total)  # sync point
 
 
+def _self_distance_sum(a: torch.Tensor) -> float:
+    """sum_{i<j} |a_i - a_j| for a (n, D): the upper triangle only, row chunk by row chunk (half
+    the distances of the full n x n matrix)."""
+    n = a.shape[0]
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    i0 = 0
+    while i0 < n:
+        r = max(1, min(n - i0, _CHUNK_ELEMS // max(n - i0, 1)))
+        blk = torch.cdist(a[i0:i0 + r], a[i0:])  # (r, n - i0); column c is point i0 + c
+        total += blk[:, r:].sum() + blk[:, :r].triu(1).sum()
+        i0 += r
+    return float(total)
+
+
+def self_distance_mean(x) -> float:
+    """mean_{i,j} |x_i - x_j| over all n^2 ordered pairs, the zero diagonal included (the V form
+    of E|X - X'|; multiply by n / (n - 1) for the unbiased U form). x: (N, D) or images."""
+    x = _as_2d(x)
+    n = x.shape[0]
+    _need(n, 1, "self_distance_mean")
+    return 2.0 * _self_distance_sum(x) / (n * n)
+
+
 # ----------------------------------------------------------------------------- energy distance
 
-def energy_distance(x, y, unbiased: bool = False) -> float:
+def energy_distance(x, y, unbiased: bool = False, y_self: float | None = None) -> float:
     """Energy distance (Székely & Rizzo 2013): D^2 = 2 E|X-Y| - E|X-X'| - E|Y-Y'|.
 
     Default: the V-statistic, i.e. the energy distance between the two empirical
@@ -62,6 +85,7 @@ def energy_distance(x, y, unbiased: bool = False) -> float:
     unbiased=True: the U-statistic (i != j pairs only, divided by n(n-1)); its expectation is
     the population value (0 for equal distributions), so it can come out slightly negative.
     x: (N, D) or (N, C, H, W); y: (M, ...) with the same trailing size.
+    y_self: `self_distance_mean(y)` when already known (a fixed reference set), V form only.
     """
     x = _as_2d(x)
     y = _as_2d(y, like=x)
@@ -69,12 +93,15 @@ def energy_distance(x, y, unbiased: bool = False) -> float:
     _need(min(n, m), 2 if unbiased else 1, "energy_distance")
     ident = lambda d: d  # noqa: E731
     exy = _pair_sum(x, y, ident, False) / (n * m)
+    # self terms from the upper triangle (each pair once, the zero diagonal never computed)
     if unbiased:
-        exx = _pair_sum(x, x, ident, True) / (n * (n - 1))
-        eyy = _pair_sum(y, y, ident, True) / (m * (m - 1))
+        if y_self is not None:
+            raise ValueError("energy_distance: y_self is the V-statistic's term; unbiased=True cannot use it")
+        exx = 2.0 * _self_distance_sum(x) / (n * (n - 1))
+        eyy = 2.0 * _self_distance_sum(y) / (m * (m - 1))
     else:
-        exx = _pair_sum(x, x, ident, True) / (n * n)  # diagonal is 0; dropping it removes
-        eyy = _pair_sum(y, y, ident, True) / (m * m)  # cdist's round-off there
+        exx = 2.0 * _self_distance_sum(x) / (n * n)
+        eyy = 2.0 * _self_distance_sum(y) / (m * m) if y_self is None else float(y_self)
     return 2.0 * exy - exx - eyy
 
 

@@ -15,6 +15,10 @@ Points (N, D), in normalized coordinates; `conditional` picks the 1D distributio
 Binary images (N, 1, H, W) in {-1, 1} (pixels are binarized by x > 0): MADE (Germain et al. 2015),
 one masked MLP whose output d only sees pixels < d in raster order, with Bernoulli conditionals
 p(x_d = 1 | x_<d) = sigmoid(logit_d); the NLL is the summed binary cross-entropy in nats.
+Units: on points the likelihood is a density in normalized coordinates (the Run reports nats per
+point in data units); on images it is the probability of the binarized image, a discrete
+distribution that cannot pile mass on a grid, so it needs no dequantization and its bits/dim
+-log2 P(x) / D are exact and >= 0.
 """
 from __future__ import annotations
 
@@ -157,6 +161,8 @@ class Autoregressive(Family):
         super().__init__(cfg, data_shape, device, context)
         self.images = len(self.data_shape) > 1
         self.dim = int(np.prod(data_shape))
+        # exact and cheap, so the Run reports it: a density on points, a probability of binary images
+        self.likelihood_kind = "binary" if self.images else "density"
         if self.images:
             self.capabilities = self.capabilities | {"images"}
             self.net = BinaryMADE(self.dim, cfg.hidden, cfg.depth).to(self.device)
@@ -176,8 +182,12 @@ class Autoregressive(Family):
         return net.log_prob(x)
 
     def loss(self, x, generator=None):
+        """-mean log p(x): nats per example (normalized coordinates on points); on binarized images
+        also bits/dim, -log2 P(x) / D (a density's bits/dim would depend on the coordinates)."""
         nll = -self._log_prob(x, self.net).mean()
-        return nll, dict(bits_per_dim=(nll / (self.dim * math.log(2))).detach())
+        if self.images:
+            return nll, dict(bits_per_dim=(nll / (self.dim * math.log(2))).detach())
+        return nll, {}
 
     @torch.no_grad()
     def log_likelihood(self, x):

@@ -8,6 +8,10 @@ exact log-likelihood in one pass,
 and sampling runs the layers backwards, x = f_1^-1(... f_K^-1(z)): in closed form for coupling
 layers, by D sequential passes for MAF, and by an exact 1D monotone root find for planar layers.
 Images (C, H, W) are flattened to D = C H W and use the same MLP layers (fine for 8x8 digits).
+Image pixels take a few discrete grey levels, on which a continuous density can pile unbounded
+mass: every training batch is dequantized, x + step (u - 1/2) with u ~ U[0, 1) and `step` the grey
+level spacing the Run passes as context["grey_step"] (engines.likelihood), so the likelihood is a
+bound on the discrete probability and bits/dim stay >= 0 (Theis et al. 2016, sec. 3.1).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import likelihood
 from ..config import opt
 from ..nets import mlp
 from .base import Family, grid_lines
@@ -212,10 +217,14 @@ class _Flow(Family):
     capabilities = frozenset({"density", "likelihood", "score", "latent"})
     samplers = {"flow": FlowSamplerOptions}
     default_sampler = "flow"
+    likelihood_kind = "density"                                        # exact and cheap: the Run reports it
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
         self.dim = int(math.prod(self.data_shape))
+        self.images = len(self.data_shape) > 1
+        # grey-level spacing of image data (0: no dequantization, only to show the pile-up it prevents)
+        self.grey_step = float(self.context.get("grey_step", likelihood.DEFAULT_STEP))
         self.net = FlowNet(self.make_layers(cfg, self.dim)).to(self.device)
         self._seen = None                                              # recent training points, for the latent view
 
@@ -226,14 +235,20 @@ class _Flow(Family):
         return x.reshape(x.shape[0], -1)
 
     def loss(self, batch, generator=None):
-        """Negative log-likelihood, exact: -mean log p(x) (nats per example, normalized coordinates)."""
+        """Negative log-likelihood, exact: -mean log p(x), nats per example in normalized coordinates
+        (points; the Run reports data units) or of the dequantized images (then also bits/dim)."""
+        if self.images:
+            batch = likelihood.dequantize(batch, self.grey_step, generator)
         x = self._flat(batch)                                          # (B, D)
         with torch.no_grad():
             self._seen = batch[:512].detach() if self._seen is None else torch.cat([batch[:64].detach(), self._seen])[:512]
         z, logdet = self.net(x)
         log_pz = standard_normal_logp(z)
-        loss = -(log_pz + logdet).mean()
-        return loss, dict(log_pz=log_pz.mean().detach(), log_det=logdet.mean().detach())
+        lp = log_pz + logdet                                           # (B,)
+        terms = dict(log_pz=log_pz.mean().detach(), log_det=logdet.mean().detach())
+        if self.images and self.grey_step > 0:
+            terms["bits_per_dim"] = torch.tensor(likelihood.bits_per_dim(lp.detach(), self.dim, self.grey_step))
+        return -lp.mean(), terms
 
     @torch.no_grad()
     def sample(self, n, sampler=None, options=None, generator=None, callback=None):
@@ -248,7 +263,8 @@ class _Flow(Family):
 
     @torch.no_grad()
     def log_likelihood(self, x):
-        """Exact log p(x) (B,), normalized coordinates (change of variables)."""
+        """Exact log p(x) (B,), nats, normalized coordinates (change of variables); the density
+        at x itself: dequantize image grid values first (the Run does, engines.likelihood)."""
         return self.model.log_prob(self._flat(x))
 
     def field(self, grid, level=None):
