@@ -219,4 +219,6 @@ def _prior_fix(spec: ScheduleSpec, abar_T: float) -> str:
         options.append(f"use the cosine schedule (alpha-bar_T = {cos:.2g})")
     if spec.kind in VP_KINDS and spec.kind != "cosine":
         options.append("raise beta_end")
+    if spec.kind not in VP_KINDS:      # a schedule known only by its curve (a run's, a formula)
+        options.insert(0, "make alpha-bar reach ~0 at t = 1: larger betas (DDPM: scale_betas multiplies them by 1000/T)")
     return "; or ".join(options) or "make alpha_bar(t) reach 0 at t = 1"
