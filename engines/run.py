@@ -8,6 +8,7 @@ isotropic); everything that leaves the Run is in the dataset's own coordinates.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from . import families, metrics
+from . import controls, families, likelihood, metrics, quality
 from .config import ConfigError, RunConfig, TrainConfig, build, train_config
 
 
@@ -40,6 +41,19 @@ def pick_device(name: str = "auto") -> torch.device:
 def default_threads() -> int:
     """All cores but one: a torch thread on every core starves the GUI's event loop."""
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+def configure_threads(n: int | None = None) -> int:
+    """Set torch's CPU thread count for the process (n, or all cores but one); called once by
+    the app and by the CLI, never by a Run (two runs at once would fight over it)."""
+    n = int(n) if n else default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+SPLIT_SEED = 7919            # the held-out split's generator: seed + SPLIT_SEED (not the batches' stream)
+SAMPLE_CHUNK_VALUES = 1 << 18  # Run.sample draws at most this many values (points x dims) per family call
 
 
 @dataclass
@@ -67,7 +81,6 @@ class Run:
             cfg.train = train_config(cfg.family, image, cfg.train)
         tc = cfg.train
         self.device = pick_device(tc.device)
-        torch.set_num_threads(tc.threads or default_threads())
         self.family_cls = families.get(cfg.family)
         fam_cfg = build(self.family_cls.Config, cfg.options)
 
@@ -79,27 +92,35 @@ class Run:
             raise ConfigError("the dataset needs at least 2 points")
         self.data = data
         self.is_image = data.ndim == 4
+        # a held-out reference set (quality score, likelihoods) the model never trains on, drawn
+        # by the run's own generator; small datasets train on everything and say so
+        train_idx, ref_idx = quality.held_out_split(len(data), torch.Generator().manual_seed(tc.seed + SPLIT_SEED))
+        fit = data if ref_idx is None else data[train_idx]
+        self.reference = data if ref_idx is None else data[ref_idx]
+        self.reference_kind = quality.TRAINING_SET if ref_idx is None else quality.HELD_OUT
         if self.is_image:
             self.shift, self.scale = torch.zeros(data.shape[1:]), 1.0
         else:
-            self.shift = data.mean(0)
-            self.scale = float(data.std(0).mean().clamp(min=1e-6))
-        self.train_data = self.to_norm(data).to(self.device)
+            self.shift = fit.mean(0)
+            self.scale = float(fit.std(0).mean().clamp(min=1e-6))
+        self.train_data = self.to_norm(fit).to(self.device)
+        del fit
         context = {}
+        if self.is_image:  # the spacing of the grey levels, for dequantization (engines.likelihood)
+            context["grey_step"] = likelihood.grey_step(data)
         mix = D.mixture(cfg.dataset) if isinstance(cfg.dataset, str) else None
         if mix is not None and data is not None and not self.is_image:
             context["mixture"] = mix.affine(self.shift, self.scale)
             context["mixture_data"] = mix
 
         # ---- model, seeded so that the same config gives the same run
-        torch.manual_seed(tc.seed)
-        self.family = self.family_cls(fam_cfg, tuple(data.shape[1:]), self.device, context)
-        # a family without parameters (EM's closed-form updates) has nothing to average
-        has_params = any(True for _ in self.family.net.parameters())
-        self.family.ema_net = copy.deepcopy(self.family.net).requires_grad_(False) if tc.ema > 0 and has_params else None
+        with controls.seeded(tc.seed, self.device):  # init draws: a function of the seed alone
+            self.family = self.family_cls(fam_cfg, tuple(data.shape[1:]), self.device, context)
+        self._set_ema(tc.ema)
         self.optimizers = self.family.optimizers(self._make_optimizer) if self.family.trainable else []
-        self.generator = torch.Generator(self.device).manual_seed(tc.seed)
-        self._base_lrs = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
+        # warm-up as a LambdaLR whose factor reads the live setting (controls.warmup_factor)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, self._lr_factor) for o in self.optimizers]
+        self.generator = torch.Generator(self.device).manual_seed(tc.seed)   # batches and training noise
         self.step = 0
         self.lr = tc.lr
         self.diverged = ""
@@ -109,7 +130,8 @@ class Run:
         self._t0 = time.perf_counter()
         self._train_time = 0.0
         self._rate = 0.0
-        self._iid = None
+        self._quality = None                     # quality.QualityReference, built on first use
+        self._likelihood = None                  # (step, held-out likelihood report)
         self._ema_pairs = None
 
     # ------------------------------------------------------------------ coordinates
@@ -132,25 +154,58 @@ class Run:
         except (RuntimeError, TypeError, ValueError):
             return Opt(params, lr=lr, betas=betas, weight_decay=tc.weight_decay)
 
-    def set_lr(self, lr: float):
-        """Change the learning rate mid-run (the app's lr control)."""
-        if not (math.isfinite(lr) and 0 < lr <= 10):
-            raise ConfigError(f"learning rate {lr} is not usable; pick a value in (0, 10], e.g. 1e-3")
-        ratio = lr / self.lr
-        self._base_lrs = [[b * ratio for b in bl] for bl in self._base_lrs]
-        self.lr = lr
+    def _lr_factor(self, _epoch=None) -> float:
+        """The LambdaLR factor for the next step: linear warm-up over the live `warmup` setting,
+        counted in this run's optimizer steps (so a reloaded run does not warm up again)."""
+        return controls.warmup_factor(getattr(self, "step", 0), self.cfg.train.warmup)
 
-    def _apply_warmup(self):
-        w = self.cfg.train.warmup
-        if w and self.step <= w:
-            f = min(1.0, (self.step + 1) / w)
-            for o, bl in zip(self.optimizers, self._base_lrs):
-                for g, b in zip(o.param_groups, bl):
-                    g["lr"] = b * f
-        elif self.step == w + 1 or not w:
-            for o, bl in zip(self.optimizers, self._base_lrs):
-                for g, b in zip(o.param_groups, bl):
-                    g["lr"] = b
+    def _refresh_lr(self):
+        """Write base_lr x factor into every parameter group now (after a setting changed, or for
+        a reloaded run); the schedulers' step() keeps it current between changes."""
+        f = self._lr_factor()
+        for sched in self.schedulers:
+            for g, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+                g["lr"] = base * f
+            sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+    def _set_ema(self, decay: float):
+        """Keep a weight average for sampling when decay > 0 (starting from the current weights),
+        none otherwise; a family without parameters (EM's closed-form updates) never has one."""
+        fam = self.family
+        has_params = any(True for _ in fam.net.parameters())
+        if decay > 0 and has_params:
+            if fam.ema_net is None:
+                fam.ema_net = copy.deepcopy(fam.net).requires_grad_(False)
+        else:
+            fam.ema_net = None
+        self._ema_pairs = None
+
+    def set_train_setting(self, name: str, value):
+        """Change one TrainConfig setting mid-run; it reaches the optimizer / loader at the next
+        step. Settings that cannot change mid-run (controls.FIXED) raise ConfigError with the
+        reason, as do values outside the setting's range. Returns the value now in force."""
+        tc = self.cfg.train
+        v = controls.validated(tc, name, value)
+        if name == "lr":
+            ratio = v / tc.lr
+            for sched in self.schedulers:
+                sched.base_lrs = [b * ratio for b in sched.base_lrs]
+                for g, b in zip(sched.optimizer.param_groups, sched.base_lrs):
+                    g["initial_lr"] = b
+            self.lr = v
+        elif name == "weight_decay":
+            for o in self.optimizers:
+                for g in o.param_groups:
+                    g["weight_decay"] = v
+        elif name == "ema":
+            self._set_ema(v)
+        setattr(tc, name, v)     # batch, grad_clip, warmup: read by train() at every step
+        self._refresh_lr()
+        return v
+
+    def set_lr(self, lr: float):
+        """Change the learning rate mid-run (the app's lr control): set_train_setting("lr", lr)."""
+        return self.set_train_setting("lr", lr)
 
     @torch.no_grad()
     def _update_ema(self):
@@ -168,12 +223,10 @@ class Run:
         tc, fam = self.cfg.train, self.family
         N, done = self.train_data.shape[0], 0
         t0 = time.perf_counter()
-        batch = min(tc.batch, N) if self.is_image else tc.batch
-        warm_until = tc.warmup + 1
         history, ema = self.history, fam.ema_net is not None
+        self._refresh_lr()
         for _ in range(n_steps):
-            if self.step <= warm_until:
-                self._apply_warmup()
+            batch = min(tc.batch, N) if self.is_image else tc.batch
             idx = torch.randint(0, N, (batch,), generator=self.generator, device=self.device)
             terms = fam.train_step(self.train_data[idx], self.optimizers, tc.grad_clip, self.generator)
             loss = float(terms["loss"])  # cheap on CPU; a sync point on GPU
@@ -183,6 +236,8 @@ class Run:
                 break
             self.step += 1
             done += 1
+            for sched in self.schedulers:   # the next step's lr: base x _lr_factor()
+                sched.step()
             if ema:
                 self._update_ema()
             self.history_steps.append(self.step)
@@ -201,7 +256,10 @@ class Run:
     # ------------------------------------------------------------------ views
     def sample(self, n: int, sampler: str | None = None, options: dict | None = None, seed: int | None = None,
                callback=None) -> torch.Tensor:
-        """n samples in data coordinates. callback gets the per-step dict with x in data coordinates."""
+        """n samples in data coordinates, (n, *data_shape) on the CPU. Drawn in chunks of at most
+        SAMPLE_CHUNK_VALUES values from one generator, so a large request holds one chunk's
+        sampler state at a time beyond the output. callback gets the per-step dict of the first
+        chunk only, with x in data coordinates."""
         g = torch.Generator(self.device).manual_seed(self.cfg.train.seed + 1 if seed is None else seed)
         cb = None
         if callback is not None:
@@ -213,10 +271,18 @@ class Run:
                 callback(info)
         sampler = sampler or self.cfg.sampler or None
         options = options if options is not None else (self.cfg.sampler_options if sampler == self.cfg.sampler else {})
-        self.family.model.eval()
-        x = self.family.sample(n, sampler, options, generator=g, callback=cb)
-        self.family.model.train()
-        return self.from_norm(x)
+        shape = tuple(self.data.shape[1:])
+        chunk = max(1, SAMPLE_CHUNK_VALUES // math.prod(shape))
+        if n <= chunk:  # the common case: one call, no copy
+            with _eval_mode(self.family.model):
+                return self.from_norm(self.family.sample(n, sampler, options, generator=g, callback=cb))
+        out = torch.empty((n,) + shape)
+        with _eval_mode(self.family.model):
+            for i0 in range(0, n, chunk):
+                k = min(chunk, n - i0)
+                x = self.family.sample(k, sampler, options, generator=g, callback=cb if i0 == 0 else None)
+                out[i0:i0 + k] = self.from_norm(x)
+        return out
 
     def bounds(self, margin: float = 0.25) -> tuple[float, float, float, float]:
         """A square view box around the data, (xmin, xmax, ymin, ymax) in data coordinates."""
@@ -288,30 +354,32 @@ class Run:
         a, s = fn(level)
         return a, s * self.scale
 
-    def iid_level(self, n: int = 2000, repeats: int = 4) -> float:
-        """Mean energy distance between two independent n-point draws of the data: the floor
-        any model's samples are compared with."""
-        if self._iid is None:
-            vals = []
-            for r in range(repeats):
-                g = torch.Generator().manual_seed(1000 + r)
-                p = torch.randperm(len(self.data), generator=g)
-                if len(self.data) >= 2 * n:
-                    a, b = self.data[p[:n]], self.data[p[n:2 * n]]
-                else:
-                    h = len(self.data) // 2
-                    a, b = self.data[p[:h]], self.data[p[h:2 * h]]
-                vals.append(metrics.energy_distance(a, b))
-            self._iid = float(np.mean(vals))
-        return self._iid
+    def quality_reference(self) -> quality.QualityReference:
+        """The reference set and floor statistics of the quality score (computed once)."""
+        if self._quality is None:
+            self._quality = quality.QualityReference(self.data, self.reference, self.reference_kind,
+                                                     seed=self.cfg.train.seed + SPLIT_SEED)
+        return self._quality
 
-    def evaluate(self, samples: torch.Tensor, n_ref: int = 2000) -> dict:
-        """Quality of samples (data coordinates) against held-out data."""
-        g = torch.Generator().manual_seed(7)
-        ref = self.data[torch.randperm(len(self.data), generator=g)[:n_ref]]
-        s = torch.as_tensor(samples)[:n_ref]
-        ed = metrics.energy_distance(s, ref)
-        out = dict(energy_distance=ed, energy_distance_x_iid=ed / max(self.iid_level(min(n_ref, len(self.data) // 2)), 1e-12))
+    def iid_level(self, n: int = 2000, repeats: int | None = None, m: int | None = None) -> float:
+        """The energy distance a perfect sampler's n samples get on average against m reference
+        points (default: the reference set evaluate() uses, at most 2000): E|X - X'| (1/n + 1/m)
+        in closed form (engines.quality). `repeats` is accepted for old callers and unused: the
+        floor is no longer an average of random draws. NaN on degenerate data."""
+        q = self.quality_reference()
+        if q.dof is None:
+            return math.nan
+        return q.floor(n, m or min(2000, len(self.reference)))
+
+    def evaluate(self, samples: torch.Tensor, n_ref: int = 2000, max_samples: int = 4000) -> dict:
+        """Quality of samples (data coordinates) against the reference set (held-out data when
+        there are enough, else the training set; `reference` says which): the energy distance,
+        its ratio to the perfect sampler's expectation at these sizes (energy_distance_x_iid) with
+        the 90 % band of one perfect reading (x_iid_band), or a `quality_note` on degenerate data.
+        At most max_samples samples and n_ref reference points are compared. Families with a cheap
+        likelihood add the held-out NLL in its unit (engines.likelihood)."""
+        s = torch.as_tensor(samples)[:max_samples]
+        out = self.quality_reference().score(s, n_ref).as_metrics()
         mix = self.family.context.get("mixture_data")
         if mix is not None:
             cov = metrics.mode_coverage(s, mix.means, radius=float(3 * mix.stds.max()))
@@ -320,7 +388,24 @@ class Run:
         if self.is_image:  # FID / Inception Score analogues from a small digit classifier
             from .digit_classifier import run_metrics
             out.update(run_metrics(self.cfg.dataset, s))
+        out.update(self.held_out_likelihood(n_ref))
         return out
+
+    def held_out_likelihood(self, n: int = 2000) -> dict:
+        """{nll_nats | bits_per_dim, nll_unit, nll_reference} of the model on up to n reference
+        points, in data units (engines.likelihood); {} for families without a cheap likelihood.
+        Cached per training step; the dequantization noise is the same draw every time."""
+        if self._likelihood is not None and self._likelihood[0] == (self.step, n):
+            return self._likelihood[1]
+        x = self.to_norm(self.reference[:n]).to(self.device)
+        g = torch.Generator(self.device).manual_seed(self.cfg.train.seed + SPLIT_SEED + 1)
+        with _eval_mode(self.family.model), torch.no_grad():
+            rep = likelihood.held_out_likelihood(
+                self.family, x, scale=self.scale, is_image=self.is_image,
+                step=self.family.context.get("grey_step", likelihood.DEFAULT_STEP),
+                reference=self.reference_kind, generator=g)
+        self._likelihood = ((self.step, n), rep)
+        return rep
 
     def snapshot(self, want: dict | None = None) -> Snapshot:
         """Only what is wanted: want = dict(field=dict(resolution, level), samples=dict(n, sampler, options))."""
@@ -365,6 +450,17 @@ class Run:
     def load(cls, run_dir: str) -> "Run":
         from .persist import load_run
         return load_run(cls, run_dir)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module):
+    """module.eval() for the body, then train() again (sampling and likelihoods need no dropout
+    or batch statistics)."""
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train()
 
 
 def mix_score_vp(mix, x, alpha: float, sigma: float) -> torch.Tensor:
