@@ -32,7 +32,9 @@ def add_arguments(p):
     p.add_argument("--present", action="store_true", help="presentation mode: full screen, large type, light "
                    "high-contrast theme, only the lesson's panels (F11 toggles it)")
     p.add_argument("--compare", default=None, metavar="F1,F2,...",
-                   help="train these families side by side on one dataset (default: one run)")
+                   help="train 2-4 runs side by side on one dataset: family names (ddpm,ncsn,score_sde) or "
+                        "family:key=value items (ddpm:schedule=linear,ddpm:schedule=cosine); a preset with a "
+                        "[compare] table opens a comparison too (default: one run)")
 
 
 def parse_args(argv):
@@ -75,6 +77,14 @@ def main(argv=None) -> int:
             print(f"error: --size expects WxH, e.g. 1600x1000, got {args.size!r}", file=sys.stderr)
             return 2
 
+    from engines.config import ConfigError
+    from .compare import comparison_from_args
+    try:
+        comparison = comparison_from_args(args)      # --compare ITEMS, or a [compare] preset
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
     from .platform_check import check as platform_problem
     problem = platform_problem()          # before any QApplication: Qt would abort (exit 134)
     if problem:
@@ -89,8 +99,13 @@ def main(argv=None) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
     app.setApplicationName("genplayground")
     theme.apply(app)
-    win = MainWindow(preset=args.preset, autostart=args.autostart)
-    if args.family or args.dataset:
+    if comparison is not None:
+        from .compare import preset_view
+        from .compare.window import CompareWindow
+        win = CompareWindow(comparison, autostart=args.autostart, view=preset_view(args))
+    else:
+        win = MainWindow(preset=args.preset, autostart=args.autostart)
+    if (args.family or args.dataset) and comparison is None:
         from engines.config import ConfigError
         try:
             win.choose(family=args.family, dataset=args.dataset)

@@ -152,3 +152,64 @@ def run_in_turn(runs, share: FairShare, chunk: int = 50, clock=time.perf_counter
         if on_chunk is not None:
             on_chunk(i, done, dt)
     return share
+
+
+class Turns:
+    """Turn-taking for runs that train in their own threads (the app's workers), thread-safe.
+
+    At most `share.slots` runs hold a turn at once; a turn lasts `quantum` seconds of that run's
+    training, then goes to the most-behind active run (by `share`'s policy). A run that is
+    behind but busy (sampling particles) keeps its place: the others wait rather than pull
+    ahead, so the share stays equal within one turn. A run that cannot train (diverged, a
+    family without training, a failed build) must be `remove`d so that it holds no one back.
+    Workers call `acquire(i)` before a training chunk (False: wait briefly and ask again) and
+    `record(i, steps, seconds)` after it."""
+
+    def __init__(self, share: FairShare, quantum: float = 0.25):
+        import threading
+        self.share, self.quantum = share, float(quantum)
+        self._lock = threading.Lock()
+        self._holders: dict[int, float] = {}        # run -> its training seconds when the turn began
+
+    def acquire(self, index: int) -> bool:
+        with self._lock:
+            if index in self._holders:
+                return True
+            if len(self._holders) >= self.share.slots or self.share.finished(index):
+                return False
+            waiting = [i for i in self.share.order() if i not in self._holders]
+            if waiting and waiting[0] == index:
+                self._holders[index] = self.share.seconds[index]
+                return True
+            return False
+
+    def record(self, index: int, steps: int, seconds: float):
+        with self._lock:
+            self.share.record(index, steps, seconds)
+            start = self._holders.get(index)
+            if start is not None and (self.share.seconds[index] - start >= self.quantum or steps == 0):
+                del self._holders[index]
+
+    def remove(self, index: int):
+        """Out of the rotation until `reset`."""
+        with self._lock:
+            self._holders.pop(index, None)
+            self.share.remove(index)
+
+    def add(self) -> int:
+        with self._lock:
+            return self.share.add()
+
+    def reset(self, index: int):
+        """A rebuilt run starts again from zero (it then trains first until it catches up)."""
+        with self._lock:
+            self._holders.pop(index, None)
+            self.share.reset(index)
+
+    def holders(self) -> list[int]:
+        with self._lock:
+            return sorted(self._holders)
+
+    def snapshot(self) -> ShareState:
+        with self._lock:
+            return self.share.state()

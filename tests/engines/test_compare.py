@@ -339,3 +339,32 @@ def test_compare_command_writes_the_table(tmp_path, capsys):
     assert "quality (x iid)" in cap.err and csv_path.read_text().startswith("run,family")
     assert cli(["compare", "--families", "ddpm,ddpm:T=0", "--steps", "5"]) == 2
     assert "T: 0 is below" in capsys.readouterr().err
+
+
+def test_turns_go_to_the_most_behind_run():
+    share = fair.FairShare(3, "steps", slots=1)
+    turns = fair.Turns(share, quantum=0.1)
+    assert turns.acquire(1) is False            # run 0 is as far behind, and first
+    assert turns.acquire(0) is True
+    assert turns.acquire(2) is False            # one slot, held by 0
+    turns.record(0, 10, 0.05)
+    assert turns.acquire(0) is True             # its turn lasts a quantum of training time
+    turns.record(0, 10, 0.06)
+    assert turns.holders() == []
+    assert turns.acquire(0) is False and turns.acquire(2) is False   # 1 is the most behind
+    assert turns.acquire(1) is True
+    turns.record(1, 30, 0.2)
+    turns.remove(2)                             # a run that cannot train holds no one back
+    assert turns.acquire(0) is True
+    turns.reset(2)                              # rebuilt: it starts from zero and goes first
+    turns.record(0, 1, 0.2)
+    assert turns.acquire(2) is True and share.active[2] is True
+    # equal steps over many turns, at different speeds
+    share = fair.FairShare(2, "steps", slots=1)
+    turns = fair.Turns(share, quantum=0.05)
+    cost = [0.001, 0.003]
+    for _ in range(400):
+        for i in (0, 1):
+            if turns.acquire(i):
+                turns.record(i, 5, 5 * cost[i])
+    assert abs(share.steps[0] - share.steps[1]) <= 0.05 / 0.001 + 5

@@ -1,0 +1,76 @@
+"""One run of a comparison: its own session on its own worker thread, fairly sharing the CPU.
+
+`GatedSession` is the ordinary session (engines.session) with one rule added: before a training
+chunk it asks the comparison's `Turns` (engines.compare.fair) for a turn, and it reports every
+chunk's steps and seconds back. While it waits it asks again every few milliseconds, so a turn
+passes from run to run without idle cores. Everything else (snapshots, samples, particles,
+cancellation) is the session's own.
+"""
+from __future__ import annotations
+
+from engines.run import Run
+from engines.session import Session
+
+from ..controller import Slot
+from ..worker import Worker
+
+GATED_WAKE_S = 0.005
+
+
+class GatedSession(Session):
+    def __init__(self, *args, turns=None, index: int = 0, **kw):
+        super().__init__(*args, **kw)
+        self.turns, self.index = turns, index
+        self.gated = False
+
+    def next_job(self, now):
+        job = super().next_job(now)
+        self.gated = False
+        if job is not None and job.kind == "train" and self.turns is not None:
+            if not self.turns.acquire(self.index):
+                self.gated = True
+                return None
+        return job
+
+    def wake_in(self, now):
+        w = super().wake_in(now)
+        return min(w, GATED_WAKE_S) if self.gated else w
+
+    def _train_steps(self, k: int) -> int:
+        t0 = self.clock()
+        done = super()._train_steps(k)
+        if self.turns is not None:
+            self.turns.record(self.index, done, self.clock() - t0)
+        return done
+
+
+class CompareWorker(Worker):
+    """A worker whose session takes turns with the comparison's other runs."""
+
+    def __init__(self, cfg, data=None, turns=None, index: int = 0, **session_kw):
+        super().__init__(cfg, data, **session_kw)
+        self.session = GatedSession(cfg, data, run_id=self.run_id, make_run=Run, pending=self._pending,
+                                    turns=turns, index=index, **session_kw)
+
+
+class CompareSlot(Slot):
+    """The controller's Slot (lifecycle: build next to the current run, promote, retire, reap)
+    with comparison workers."""
+
+    def __init__(self, turns, index: int):
+        super().__init__()
+        self.turns, self.index = turns, index
+
+    def start(self, cfg, data=None, **session_kw) -> Worker:
+        if self.building is not None:
+            self._retire(self.building)
+        self.building = CompareWorker(cfg, data, turns=self.turns, index=self.index, **session_kw)
+        self.building.start()
+        return self.building
+
+    def retire_all(self):
+        """Cancel both workers (returns at once); `reap()` joins them on later frames."""
+        for w in (self.worker, self.building):
+            if w is not None:
+                self._retire(w)
+        self.worker = self.building = None

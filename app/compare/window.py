@@ -1,0 +1,284 @@
+"""The comparison window: a row of run columns (field, particles, samples per run, axes linked),
+the losses of every run in one plot, a shared sampler-time scrubber and the live table.
+Play / Pause / Step / Reset act on all runs; "Compare with…" adds a run; each column can be
+changed or removed. The controller (controller.py) owns the runs; this file lays out and draws."""
+from __future__ import annotations
+
+import os
+import time
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from engines.compare import Scrubber
+from engines.compare.spec import MAX_RUNS, Comparison
+
+from .. import gcguard
+from ..heartbeat import Heartbeat
+from ..shell import lesson_html, peak_rss_mb
+from .controller import CompareController
+from .views import LossOverlay, SharedScrubber, TableView
+
+FRAME_MS = 33
+TABLE_EVERY_S = 0.5
+DEFAULT_SIZE = (1600, 1000)
+
+
+class CompareWindow(QtWidgets.QMainWindow):
+    def __init__(self, comp: Comparison, autostart: bool = False, view: dict | None = None, parent=None):
+        super().__init__(parent)
+        title = comp.title or " vs ".join(comp.labels)
+        self.setWindowTitle(f"Compare: {title}")
+        self.resize(*DEFAULT_SIZE)
+        self._msgbox = None
+        self._frame_times: list[float] = []
+        self.frames = 0
+        self._last_table = 0.0
+        self._scrubber = None
+        self._scrub_key = None
+        self.fps = 0.0
+        gcguard.acquire()
+        self._gc_held = True
+
+        self.columns_box = QtWidgets.QWidget()
+        self.columns_layout = QtWidgets.QGridLayout(self.columns_box)   # 1-2 runs stacked, 3-4 in 2 x 2
+        self.columns_layout.setContentsMargins(0, 0, 0, 0)
+        self.losses = LossOverlay()
+        self.scrub = SharedScrubber()
+        self.scrub.moved.connect(self.scrub_to)
+        self.table_view = TableView()
+        right = QtWidgets.QWidget()
+        rl = QtWidgets.QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.scrub)
+        rl.addWidget(self.table_view, 1)
+        bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        bottom.addWidget(self.losses)
+        bottom.addWidget(right)
+        bottom.setSizes([600, 1000])
+        self.lesson = QtWidgets.QLabel()
+        self.lesson.setWordWrap(True)
+        self.lesson.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.lesson.setVisible(bool(comp.lesson))
+        if comp.lesson:
+            self.lesson.setText(lesson_html(comp.title, comp.lesson.replace("\n", " ")))
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        split.addWidget(self.columns_box)
+        split.addWidget(bottom)
+        split.setSizes([720, 280])
+        central = QtWidgets.QWidget()
+        cl = QtWidgets.QVBoxLayout(central)
+        cl.setContentsMargins(4, 4, 4, 4)
+        cl.addWidget(self.lesson)
+        cl.addWidget(split, 1)
+        self.setCentralWidget(central)
+        self._build_toolbar(comp)
+
+        self.ctl = CompareController(self, comp, playing=autostart, view=view)
+        self.heartbeat = Heartbeat(10, parent=self)
+        self.heartbeat.start()
+        self.frame_timer = QtCore.QTimer(self)
+        self.frame_timer.setInterval(FRAME_MS)
+        self.frame_timer.timeout.connect(self._frame)
+        self.frame_timer.start()
+        self._t_open = time.perf_counter()
+        self.show_playing(self.ctl.playing)
+
+    # ================================================================ toolbar
+    def _build_toolbar(self, comp):
+        tb = self.addToolBar("Comparison")
+        tb.setMovable(False)
+        self.play_act = tb.addAction("Play")
+        self.play_act.setCheckable(True)
+        self.play_act.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
+        self.play_act.setToolTip("Play / Pause every run (Space)")
+        self.play_act.toggled.connect(lambda on: self.ctl.set_playing(on))
+        step = tb.addAction("Step")
+        step.setToolTip("One training step of every run")
+        step.triggered.connect(lambda: self.ctl.step_once(1))
+        reset = tb.addAction("Reset")
+        reset.setToolTip("Start every run again from step 0 (same seed, same data)")
+        reset.triggered.connect(lambda: self.ctl.reset_all())
+        tb.addSeparator()
+        sample = tb.addAction("Sample all")
+        sample.setToolTip("Run every run's sampler now from the same starting noise x_T")
+        sample.triggered.connect(lambda: self.ctl.sample_all())
+        self.add_act = tb.addAction("Compare with…")
+        self.add_act.setToolTip("Add a run: the base run with one thing changed, e.g. ddpm:schedule=linear, "
+                                "ncsn, or sampler=ddim:sampler.steps=10")
+        self.add_act.triggered.connect(self._add_dialog)
+        export = tb.addAction("Export CSV…")
+        export.triggered.connect(self.table_view._export_dialog)
+        tb.addSeparator()
+        self.fair_label = QtWidgets.QLabel(f"  fair share: equal {'steps' if comp.fair == 'steps' else 'training time'}")
+        tb.addWidget(self.fair_label)
+        self.step_label = QtWidgets.QLabel("")
+        tb.addWidget(self.step_label)
+
+    def show_playing(self, on: bool):
+        self.play_act.blockSignals(True)
+        self.play_act.setChecked(on)
+        self.play_act.setText("Pause" if on else "Play")
+        self.play_act.blockSignals(False)
+
+    def _add_dialog(self):
+        if len(self.ctl.runs) >= MAX_RUNS:
+            self.show_error("Compare with…", f"a comparison holds at most {MAX_RUNS} runs; remove one first")
+            return
+        text, ok = QtWidgets.QInputDialog.getText(
+            self, "Compare with…", "A run to add (family, or family:key=value, e.g. ddpm:schedule=linear):")
+        if ok and text.strip():
+            self.ctl.add_run(text.strip())
+
+    def _change_dialog(self, column):
+        rs = next((r for r in self.ctl.runs if r.column is column), None)
+        if rs is None:
+            return
+        text, ok = QtWidgets.QInputDialog.getText(self, f"Change {rs.spec.label}", "This run becomes:",
+                                                  text=rs.spec.item.text)
+        if ok and text.strip():
+            self.ctl.change_run(rs, text.strip())
+
+    def _remove(self, column):
+        rs = next((r for r in self.ctl.runs if r.column is column), None)
+        if rs is not None:
+            self.ctl.remove_run(rs)
+
+    # ================================================================ the controller's callbacks
+    def _relayout(self):
+        cols = [r.column for r in self.ctl.runs] if hasattr(self, "ctl") else []
+        for c in cols:
+            self.columns_layout.removeWidget(c)
+        per_row = 1 if len(cols) <= 2 else 2
+        for i, c in enumerate(cols):
+            self.columns_layout.addWidget(c, i // per_row, i % per_row)
+
+    def run_added(self, rs):
+        self.columns_layout.addWidget(rs.column, 0, 0)
+        QtCore.QTimer.singleShot(0, self._relayout)
+        rs.column.changeRequested.connect(self._change_dialog)
+        rs.column.removeRequested.connect(self._remove)
+        self.losses.set_run(rs.index, rs.spec.label, rs.column.color)
+        self._scrub_key = None
+
+    def run_changed(self, rs):
+        self.losses.set_run(rs.index, rs.spec.label, rs.column.color)
+        self._scrub_key = None
+
+    def run_removed(self, rs):
+        self.columns_layout.removeWidget(rs.column)
+        rs.column.hide()
+        rs.column.deleteLater()
+        self._relayout()
+        self.losses.remove_run(rs.index)
+        self._scrub_key = None
+
+    def run_ready(self, rs):
+        """Link the new run's spatial plots to the first run's (one dataset: one view box)."""
+        first = self.ctl.runs[0]
+        if rs.info.is_image or rs is first or first.info is None or first.info.is_image:
+            return
+        for mine, theirs in zip(rs.column.plots(), first.column.plots()):
+            mine.setXLink(theirs)
+            mine.setYLink(theirs)
+
+    def trajectory_arrived(self, rs):
+        self._scrub_key = None
+        if self.scrub.position() > 0:
+            self.scrub_to(self.scrub.position())
+
+    # ================================================================ the shared scrubber
+    def scrubber(self) -> Scrubber:
+        key = tuple(id(r.column.particles.traj) for r in self.ctl.runs)
+        if key != self._scrub_key:
+            self._scrub_key = key
+            self._scrubber = Scrubber([r.column.particles.traj for r in self.ctl.runs])
+        return self._scrubber
+
+    def scrub_to(self, p: float):
+        sc = self.scrubber()
+        for rs, f in zip(self.ctl.runs, sc.frames(p)):
+            if f is not None:
+                rs.column.particles._scrubbed(f)
+        self.scrub.show_labels(sc, [r.spec.label for r in self.ctl.runs], p)
+
+    # ================================================================ frame loop
+    def _frame(self):
+        t0 = time.perf_counter()
+        self.ctl.poll()
+        drew = False
+        for rs in self.ctl.runs:
+            try:
+                drew |= rs.column.draw()
+            except Exception as e:
+                self.ctl.errors.append((f"drawing {rs.spec.label}", str(e)))
+        drew |= self.losses.draw()
+        if t0 - self._last_table >= TABLE_EVERY_S:
+            self._last_table = t0
+            self.table_view.show_table(self.ctl.table(), [r.column.color for r in self.ctl.runs])
+            self.step_label.setText("   steps: " + ", ".join(f"{r.step:,}" for r in self.ctl.runs))
+            ft = self._frame_times
+            self.fps = (len(ft) - 1) / (ft[-1] - ft[0]) if len(ft) > 2 and ft[-1] > ft[0] else 0.0
+        if drew:
+            self.frames += 1
+            self._frame_times.append(t0)
+            while self._frame_times and self._frame_times[0] < t0 - 2.0:
+                self._frame_times.pop(0)
+
+    # ================================================================ window surface (main.py, tests)
+    def show_error(self, title: str, text: str):
+        if hasattr(self, "ctl"):
+            self.ctl.errors.append((title, text))
+        first = text.splitlines()[0] if text else title
+        self.statusBar().showMessage(f"⚠ {title}: {first}", 15000)
+        if self._msgbox is not None:
+            self._msgbox.close()
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.show()
+        self._msgbox = box
+
+    def screenshot(self, path: str) -> bool:
+        self.table_view.show_table(self.ctl.table(), [r.column.color for r in self.ctl.runs])
+        return self.grab().save(path, "PNG")
+
+    def run_stats(self) -> dict:
+        elapsed = time.perf_counter() - self._t_open
+        out = dict(runs=len(self.ctl.runs))
+        for i, rs in enumerate(self.ctl.runs):
+            q = rs.quality
+            out[f"run{i}_quality_x_iid"] = "nan" if q is None else round(q, 3)
+            out[f"run{i}_steps"] = rs.step
+        out.update(fps=round(self.frames / elapsed, 1) if elapsed > 0 else 0.0,
+                   ui_lateness_p99_ms=round(self.heartbeat.percentile(99), 2),
+                   peak_rss_mb=round(peak_rss_mb(), 1), dataset=os.path.basename(str(self.ctl.comp.base.dataset)),
+                   errors=len([e for e in self.ctl.errors if e[0] != "Bad setting"]))
+        return out
+
+    def shutdown(self, timeout_s: float = 1.0) -> bool:
+        self.frame_timer.stop()
+        self.heartbeat.stop()
+        ok = self.ctl.shutdown(timeout_s)
+        if self._gc_held:
+            self._gc_held = False
+            gcguard.release()
+        return ok
+
+    def closeEvent(self, ev):
+        self.shutdown()
+        super().closeEvent(ev)
+
+
+def open_with(base_cfg, item: str, parent=None, autostart: bool = False) -> CompareWindow:
+    """"Compare with…" from the single-run window: its current run next to the same run with `item`'s change."""
+    from engines.compare import make
+    comp = make(base_cfg, [_item_of(base_cfg), item])
+    win = CompareWindow(comp, autostart=autostart, parent=parent)
+    win.setWindowFlag(QtCore.Qt.WindowType.Window, True)
+    return win
+
+
+def _item_of(cfg) -> str:
+    """The base run as an item: its family (its options, sampler and train settings come along)."""
+    return cfg.family
+
