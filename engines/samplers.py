@@ -138,7 +138,9 @@ def _discretize(sde: SDE, x, t, dt):
         adj = torch.where(t - dt <= 0, torch.zeros_like(adj), adj)
         return torch.zeros_like(x), torch.sqrt((sig ** 2 - adj ** 2).clamp(min=0))
     if type(sde) is VPSDE:
-        beta = sde.beta(t) * dt
+        # beta_i = beta(t) dt reaches 1 when there are fewer steps than beta_max: capped so that a
+        # coarse chain stays finite (sqrt(1 - beta_i)) instead of returning NaN
+        beta = (sde.beta(t) * dt).clamp(max=0.999)
         return append_dims(torch.sqrt(1 - beta) - 1, x.ndim) * x, torch.sqrt(beta)
     drift, g = sde.sde(x, t)
     return drift * dt, g * math.sqrt(dt)
@@ -311,56 +313,63 @@ def ddim_sigma(denoiser, x, sigmas, eta=0.0, generator=None, callback=None):
     return x
 
 
-def _log_sigma_field(denoiser, shape, callback, counter):
-    """dx/du = x - D(x, e^u) for u = log sigma: the probability-flow ODE dx/dsigma = (x - D)/sigma
-    (Karras et al. 2022, eq. 3) with its 1/sigma scale taken out, so the steps stay O(1) in u."""
-    def f(u, x):
-        sigma = float(torch.exp(u))
-        denoised = denoiser(x, torch.full((shape[0],), sigma, device=x.device, dtype=x.dtype))
+def _data_prediction_field(denoiser, shape, callback, counter):
+    """The probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al. 2022, eq. 3) in
+    y = x / sigma and xi = 1 / sigma: dy/dxi = D(sigma y, sigma). This is the data-prediction form
+    of DPM-Solver++ (Lu et al. 2022, eq. 9 with alpha = 1: d(x/sigma)/d e^lambda = x0-hat): the ODE's
+    stiff linear part is solved exactly, so large steps stay stable (the same ODE in x and log sigma
+    makes RK4 blow up at 2-4 steps), and Euler on it is exactly DDIM."""
+    def f(xi, y):
+        sigma = 1.0 / float(xi)
+        denoised = denoiser(y * sigma, torch.full((shape[0],), sigma, device=y.device, dtype=y.dtype))
         counter[0] += 1
-        _emit(callback, i=counter[0], x=x, t=None, sigma=sigma, denoised=denoised, nfe=counter[0])
-        return x - denoised
+        _emit(callback, i=counter[0], x=y * sigma, t=None, sigma=sigma, denoised=denoised, nfe=counter[0])
+        return denoised
     return f
+
+
+def _finish(denoiser, x, sigma_min, counter, callback):
+    """The last step from sigma_min to 0: x <- D(x, sigma_min) (Euler's step to 0)."""
+    counter[0] += 1
+    x = denoiser(x, _full(x, sigma_min))
+    _emit(callback, i=counter[0], x=x, t=None, sigma=0.0, denoised=x, nfe=counter[0])
+    return x
 
 
 @torch.no_grad()
 def pf_ode_rk4(denoiser, x, sigmas, generator=None, callback=None):
-    """The probability-flow ODE (Song et al. 2021, eq. 13, in Karras et al.'s form dx/dsigma = (x - D)/sigma)
-    by fixed-step classical 4th-order Runge-Kutta (torchdiffeq "rk4", the 3/8 rule) in u = log sigma over
-    the positive sigmas, then one Euler step to sigma = 0 (x <- D(x, sigma_min)). NFE = 4 (n - 1) + 1 for
-    n positive sigmas; callbacks carry the running count as i and nfe."""
+    """The probability-flow ODE (Song et al. 2021, eq. 13; Karras et al. 2022, eq. 3) by fixed-step
+    classical 4th-order Runge-Kutta (torchdiffeq "rk4", the 3/8 rule) on the positive sigmas, in the
+    variables y = x / sigma, xi = 1 / sigma (see _data_prediction_field), then one Euler step to
+    sigma = 0. NFE = 4 (n - 1) + 1 for n positive sigmas; callbacks carry the running count (nfe)."""
     from torchdiffeq import odeint
 
     pos = [float(s) for s in sigmas if float(s) > 0]
     counter = [0]
-    f = _log_sigma_field(denoiser, x.shape, callback, counter)
     if len(pos) > 1:
-        u = torch.log(torch.tensor(pos, dtype=x.dtype, device=x.device))
-        x = odeint(f, x, u, method="rk4")[-1]
-    if float(sigmas[-1]) == 0:
-        counter[0] += 1
-        x = denoiser(x, _full(x, pos[-1]))
-        _emit(callback, i=counter[0], x=x, t=None, sigma=0.0, denoised=x, nfe=counter[0])
-    return x
+        f = _data_prediction_field(denoiser, x.shape, callback, counter)
+        xi = 1.0 / torch.tensor(pos, dtype=x.dtype, device=x.device)
+        x = odeint(f, x / pos[0], xi, method="rk4")[-1] * pos[-1]
+    return _finish(denoiser, x, pos[-1], counter, callback) if float(sigmas[-1]) == 0 else x
 
 
 @torch.no_grad()
 def pf_ode_dopri5(denoiser, x, sigma_max, sigma_min, rtol=1e-3, atol=1e-3, generator=None, callback=None,
                   stats=None):
     """The probability-flow ODE as in `pf_ode_rk4`, by adaptive Dormand-Prince 5(4) (torchdiffeq
-    "dopri5") in u = log sigma from sigma_max to sigma_min, then x <- D(x, sigma_min). The number of
-    function evaluations is set by rtol / atol, not chosen: it is counted (callback's nfe, and
-    stats["nfe"] when a dict is given)."""
+    "dopri5") from sigma_max to sigma_min, then x <- D(x, sigma_min). The number of function
+    evaluations is set by rtol / atol (on y = x / sigma), not chosen: it is counted (callback's nfe,
+    and stats["nfe"] when a dict is given)."""
     from torchdiffeq import odeint
 
     counter = [0]
-    f = _log_sigma_field(denoiser, x.shape, callback, counter)
-    u = torch.log(torch.tensor([float(sigma_max), float(sigma_min)], dtype=x.dtype, device=x.device))
-    h = float(u[0] - u[1]) / 20
-    x = odeint(f, x, u, rtol=rtol, atol=atol, method="dopri5", options={"first_step": h})[-1]
-    counter[0] += 1
-    x = denoiser(x, _full(x, sigma_min))
-    _emit(callback, i=counter[0], x=x, t=None, sigma=0.0, denoised=x, nfe=counter[0])
+    f = _data_prediction_field(denoiser, x.shape, callback, counter)
+    xi = 1.0 / torch.tensor([float(sigma_max), float(sigma_min)], dtype=x.dtype, device=x.device)
+    # step_t: the last step lands on xi = 1/sigma_min instead of overshooting it and interpolating
+    # back, so the model is never read below sigma_min
+    x = odeint(f, x / float(sigma_max), xi, rtol=rtol, atol=atol, method="dopri5",
+               options={"step_t": xi[-1:]})[-1] * float(sigma_min)
+    x = _finish(denoiser, x, float(sigma_min), counter, callback)
     if stats is not None:
         stats["nfe"] = counter[0]
     return x

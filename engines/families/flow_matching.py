@@ -43,8 +43,9 @@ class FlowMatchingConfig:
 class UniformTimeOptions(GridOptions):
     """The rectified-flow default: equal steps in t (the family's own spacing)."""
     steps: int = opt(20, "number of ODE steps in t", lo=1, hi=100000)
-    grid: str = opt("native", "sigma grid: equal steps in t (native, the rectified-flow way) or Karras et al.'s",
-                    "native: t_i = (1 - t_eps) (1 - i / n) + t_eps i / n", choices=("karras", "native"))
+    grid: str = opt("native", "sigma grid: equal steps in t (native, the rectified-flow way), Karras et al.'s, "
+                    "or equal steps in log-SNR", "native: t_i = (1 - t_eps) (1 - i / n) + t_eps i / n",
+                    choices=("karras", "logsnr", "native"))
 
 
 class FlowMatching(NoiseModel):

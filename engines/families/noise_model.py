@@ -173,9 +173,19 @@ class LinearPath(Process):
 class GridOptions:
     """A sampler on a sigma grid between the family's smallest and largest noise level."""
     steps: int = opt(20, "number of steps (grid points before the final sigma = 0)", lo=1, hi=100000)
-    grid: str = opt("karras", "sigma grid: Karras et al. 2022 eq. 5 (rho = 7, dense at small sigma), or the "
-                    "family's own spacing of its time axis", "karras: sigma_i = (smax^(1/rho) + i/(n-1) "
-                    "(smin^(1/rho) - smax^(1/rho)))^rho", choices=("karras", "native"))
+    grid: str = opt("karras", "sigma grid: Karras et al. 2022 eq. 5 (rho = 7, dense at small sigma), equal steps "
+                    "in log-SNR (log sigma), or the family's own spacing of its time axis",
+                    "karras: sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho;  "
+                    "logsnr: log sigma_i evenly spaced", choices=("karras", "logsnr", "native"))
+
+
+@dataclass
+class DPMSolverOptions(GridOptions):
+    """DPM-Solver++ on equal log-SNR steps (the "logSNR" step type of Lu et al.'s code): on the
+    exact score of 8gaussians and gmm at 5-10 NFE it beats the Karras grid (python main.py lab)."""
+    grid: str = opt("logsnr", "sigma grid: Karras et al. 2022 eq. 5, equal steps in log-SNR (log sigma), or the "
+                    "family's own spacing of its time axis", "logsnr: log sigma_i evenly spaced",
+                    choices=("karras", "logsnr", "native"))
 
 
 @dataclass
@@ -199,7 +209,7 @@ class Dopri5Options:
 GENERIC_SAMPLERS = {
     "euler": GridOptions,
     "heun": GridOptions,
-    "dpmpp_2m": GridOptions,
+    "dpmpp_2m": DPMSolverOptions,
     "ddim_sigma": DDIMSigmaOptions,
     "ode_rk4": RK4Options,
     "ode_dopri5": Dopri5Options,
@@ -275,6 +285,9 @@ class NoiseModel(Family):
                              f"use {', '.join(self.native_samplers)}")
         if grid == "karras":
             s = sch.karras_sigmas(n, lo, hi).double()
+        elif grid == "logsnr":
+            s = torch.cat([torch.exp(torch.linspace(math.log(hi), math.log(lo), n, dtype=torch.float64)),
+                           torch.zeros(1, dtype=torch.float64)])
         else:
             s = torch.cat([self.process.sigma(self.process.native_times(n)), torch.zeros(1, dtype=torch.float64)])
         return s
