@@ -49,14 +49,15 @@ class RunState:
 
 
 class CompareController(QtCore.QObject):
-    def __init__(self, win, comp: Comparison, playing: bool = False, view: dict | None = None):
+    def __init__(self, win, comp: Comparison, playing: bool = False, view: dict | None = None, data=None):
         super().__init__(win)
         self.win, self.comp = win, comp
         self.view = dict(view or {})      # particles, samples: counts per run (a preset's [view])
         self.playing, self.play_seq = bool(playing), 0
         self.errors: list[tuple[str, str]] = []
         self.closing = False
-        self.data = shared_data(comp)
+        # one dataset for all runs: loaded once (or the single-run window's loaded/drawn data)
+        self.data = data if data is not None else shared_data(comp)
         self.share = FairShare(0, comp.fair, slots=concurrent_slots(MAX_RUNS, reserve=1))
         self.turns = Turns(self.share)
         self.runs: list[RunState] = []

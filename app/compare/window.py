@@ -24,7 +24,7 @@ DEFAULT_SIZE = (1600, 1000)
 
 
 class CompareWindow(QtWidgets.QMainWindow):
-    def __init__(self, comp: Comparison, autostart: bool = False, view: dict | None = None, parent=None):
+    def __init__(self, comp: Comparison, autostart: bool = False, view: dict | None = None, data=None, parent=None):
         super().__init__(parent)
         title = comp.title or " vs ".join(comp.labels)
         self.setWindowTitle(f"Compare: {title}")
@@ -73,7 +73,10 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
         self._build_toolbar(comp)
 
-        self.ctl = CompareController(self, comp, playing=autostart, view=view)
+        self.ctl = CompareController(self, comp, playing=autostart, view=view, data=data)
+        app = QtWidgets.QApplication.instance()
+        if app is not None:                  # threads end before the application does
+            app.aboutToQuit.connect(self.shutdown)
         self.heartbeat = Heartbeat(10, parent=self)
         self.heartbeat.start()
         self.frame_timer = QtCore.QTimer(self)
@@ -269,16 +272,42 @@ class CompareWindow(QtWidgets.QMainWindow):
         super().closeEvent(ev)
 
 
-def open_with(base_cfg, item: str, parent=None, autostart: bool = False) -> CompareWindow:
-    """"Compare with…" from the single-run window: its current run next to the same run with `item`'s change."""
+def compare_with_dialog(main_win) -> "CompareWindow | None":
+    """"Compare with…" from the single-run window: its current run next to the same run with
+    one thing changed (an item typed by the user), in a comparison window of their own."""
     from engines.compare import make
-    comp = make(base_cfg, [_item_of(base_cfg), item])
-    win = CompareWindow(comp, autostart=autostart, parent=parent)
-    win.setWindowFlag(QtCore.Qt.WindowType.Window, True)
+    from engines.config import ConfigError
+    try:
+        cfg = main_win.current_config()
+    except ConfigError as e:
+        main_win.show_error("Compare with…", str(e))
+        return None
+    text, ok = QtWidgets.QInputDialog.getText(
+        main_win, "Compare with…", f"The current run ({cfg.family}) next to the same run with one change, e.g. "
+        f"schedule=linear, sampler=ddim:sampler.steps=10, seed=1, or another family (ncsn):", text="seed=1")
+    if not ok or not text.strip():
+        return None
+    try:
+        comp = make(cfg, [cfg.family, text.strip()])
+    except ConfigError as e:
+        main_win.show_error("Compare with…", str(e))
+        return None
+    win = CompareWindow(comp, autostart=bool(getattr(main_win, "playing", False)), data=getattr(main_win, "data", None))
+    keep = main_win.__dict__.setdefault("_comparisons", [])
+    keep.append(win)
+    win.show()
     return win
 
 
-def _item_of(cfg) -> str:
-    """The base run as an item: its family (its options, sampler and train settings come along)."""
-    return cfg.family
+def open_preset(main_win, name: str) -> "CompareWindow | None":
+    """A lesson with a [compare] table opens as a comparison window; None for a single-run lesson."""
+    from engines.compare import from_preset
 
+    from .. import presets
+    p = presets.load(name)
+    if not p.get("compare"):
+        return None
+    win = CompareWindow(from_preset(p), autostart=bool(getattr(main_win, "playing", False)), view=p.get("view"))
+    main_win.__dict__.setdefault("_comparisons", []).append(win)
+    win.show()
+    return win

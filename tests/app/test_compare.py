@@ -172,3 +172,33 @@ def test_bad_compare_items_and_close_mid_training_exit_0():
     for key in ("run0_quality_x_iid", "run0_steps", "run1_quality_x_iid", "run1_steps", "fps", "ui_lateness_p99_ms"):
         assert key in stats
     assert stats["runs"] == "2" and "Traceback" not in p.stderr
+
+
+def test_compare_with_and_comparison_lessons_from_the_main_window(themed_app, monkeypatch, wait_until):
+    from PySide6 import QtWidgets
+
+    from app.main_window import MainWindow
+    win = MainWindow()
+    opened = []
+    try:
+        wait_until(lambda: win.info is not None, 120, "the single run")
+        monkeypatch.setattr(QtWidgets.QInputDialog, "getText", lambda *a, **k: ("schedule=linear", True))
+        win._compare_with()
+        cw = win._comparisons[-1]
+        opened.append(cw)
+        cfgs = [r.spec.cfg for r in cw.ctl.runs]
+        assert [c.family for c in cfgs] == ["ddpm", "ddpm"]
+        assert cfgs[1].options["schedule"] == "linear" and cfgs[0].options["schedule"] == win.cfg.options["schedule"]
+        assert cfgs[0].train.seed == cfgs[1].train.seed
+        win._lesson_chosen("compare_plain_vs_annealed")
+        lesson = win._comparisons[-1]
+        opened.append(lesson)
+        assert lesson is not cw and [r.spec.label for r in lesson.ctl.runs] == ["plain Langevin", "annealed Langevin"]
+        wait_until(lambda: all(r.info is not None for r in lesson.ctl.runs), 120, "the lesson's runs")
+        assert lesson.ctl.share.active == [False, False]      # the exact score trains nothing: no turns held
+    finally:
+        for w in opened:
+            w.shutdown(1.0)
+            w.close()
+        win.shutdown()
+        win.close()
