@@ -52,7 +52,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("bench", "engines.cli_bench", "throughput and time-to-quality table (`bench --gui`: the window's)"),
     Command("compare", "engines.compare.cli", "train 2-4 runs side by side on one dataset, print the comparison table"),
     Command("lab", "engines.lab", "every applicable sampler at several NFE budgets on a run or the exact oracle"),
-    Command("lab", "engines.lab", "every applicable sampler at several NFE budgets on a run or the exact oracle"),
     Command("sweep", "engines.sweep", "a grid of headless runs (schedules x samplers x seeds ...) -> one CSV + JSON table"),
 )
 
