@@ -42,6 +42,7 @@ class Settings:
     checkpoints: int = 6       # quality checks per run during training (for time to target)
     n_eval: int = 256          # samples per quality check
     n_final: int = 2000        # samples for the table's quality, NFE and sampling time
+    eval_fraction: float = 0.5  # quality checks may take at most this share of the training time
     nll_n: int = 256
 
 
@@ -68,9 +69,16 @@ def train_in_turn(comp: Comparison, budget: Budget, settings: Settings = Setting
     every = max(per_run / max(settings.checkpoints, 1), 1e-9) if per_run else None
     next_check = [0.0] * n
 
-    def check(i):
+    spent = [0.0]
+
+    def check(i, force=True):
+        # checks are not training time; past eval_fraction of it, only the first and last are made
+        if not force and spent[0] > settings.eval_fraction * sum(share.seconds):
+            return
+        t0 = time.perf_counter()
         q = M.quality_of(runs[i].evaluate(runs[i].sample(settings.n_eval, seed=comp.sample_seed)))
         logs[i].add(share.seconds[i], runs[i].step, q)
+        spent[0] += time.perf_counter() - t0
 
     for i in range(n):                # quality before training: an exact oracle is at target at 0 s
         check(i)
@@ -79,7 +87,7 @@ def train_in_turn(comp: Comparison, budget: Budget, settings: Settings = Setting
 
     def on_chunk(i, done, dt):
         if every is not None and share.progress(i) >= next_check[i]:
-            check(i)
+            check(i, force=False)
             next_check[i] += every
         if report is not None and clock() - last[0] >= 2.0:
             last[0] = clock()
@@ -95,8 +103,6 @@ def train_in_turn(comp: Comparison, budget: Budget, settings: Settings = Setting
     run_in_turn(runs, share, settings.chunk, clock, stop, on_chunk, settings.slice_seconds)
     rows = []
     for i, (spec, run) in enumerate(zip(comp.runs, runs)):
-        if logs[i].points and logs[i].points[-1][1] != run.step:
-            check(i)
         rows.append(final_row(spec.label, run, share.seconds[i], logs[i], comp, settings))
     return ComparisonTable(tuple(rows), comp.target_quality), runs
 
