@@ -280,6 +280,6 @@ class CompareController(QtCore.QObject):
             rows.append(Row.of(rs.spec.label, rs.spec.cfg.family, nll_unit=str(rs.metrics.get("nll_unit", "")),
                                quality_x_iid=rs.quality, nll=nll, nfe=rs.nfe, sample_seconds=rs.sample_seconds,
                                steps_per_s=rs.steps_per_s or None, steps=rs.step, train_seconds=secs,
-                               parameters=rs.info.parameters if rs.info else None,
+                               parameters=(rs.info.parameters or None) if rs.info else None,
                                seconds_to_target=rs.log.seconds_to(self.comp.target_quality)))
         return ComparisonTable(tuple(rows), self.comp.target_quality)

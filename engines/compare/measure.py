@@ -144,5 +144,5 @@ def make_row(label: str, run, measure: SampleMeasure | None, train_seconds: floa
                   nfe=measure.nfe if measure is not None else None,
                   sample_seconds=measure.seconds if measure is not None else None,
                   steps_per_s=(steps / train_seconds) if train_seconds > 0 and steps else None,
-                  steps=steps, train_seconds=train_seconds, parameters=parameters(run),
+                  steps=steps, train_seconds=train_seconds, parameters=parameters(run) or None,  # 0: no trained net
                   seconds_to_target=log.seconds_to(target))
