@@ -132,13 +132,21 @@ class ScheduleInspectorPanel(Panel):
 
     # ------------------------------------------------------------------ messages
     def reset(self, info):
+        """The report is computed at the next draw (tens of ms for the data's geometry and the
+        prior KL), so a hidden tab costs nothing at every new run."""
         super().reset(info)
+        self._pending, self.strip = info, None
+
+    def _ensure_report(self):
+        info, self._pending = getattr(self, "_pending", None), None
+        if info is None:
+            return
         preview = None if info.is_image else info.preview
         self.set_report(inspect_schedule(info.schedule, preview, label=f"{info.family} (this run)"))
 
     def set_report(self, report):
         """Show an InspectorReport (engines.inspector.inspect_schedule)."""
-        self.report, self.strip = report, None
+        self.report = report
         self.other.blockSignals(True)
         self.other.clear()
         self.other.addItems([c.label for c in self._others()])
@@ -168,6 +176,7 @@ class ScheduleInspectorPanel(Panel):
         self._draw_forward()
 
     def _add_custom(self):
+        self._ensure_report()
         try:
             spec = custom_spec(self.kind.currentText(), self.text.text(), self.quantity.currentText(),
                                self.steps.value())
@@ -183,6 +192,7 @@ class ScheduleInspectorPanel(Panel):
 
     # ------------------------------------------------------------------ drawing
     def _draw(self):
+        self._ensure_report()
         self._draw_warnings()
         self._draw_curves()
         self._draw_forward()
