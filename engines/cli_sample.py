@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a sampler option (repeatable; `python main.py list` names them)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed (default: the run's seed + 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for this process (default: all cores but one)")
     parser.add_argument("--batch", type=int, default=None,
                         help=f"samples drawn at once (default: {POINT_BATCH} points or {IMAGE_BATCH} images)")
     parser.add_argument("--eval-n", type=int, default=EVAL_N,
@@ -143,6 +145,10 @@ def run(args) -> int:
         raise CLIError("--out: name the samples' file (or ask for --animate FILE)")
     if args.animate and os.path.splitext(args.animate)[1].lower() not in (".gif", ".mp4"):
         raise CLIError(f"--animate: write a .gif or an .mp4, got {args.animate!r}")
+    if args.threads is not None and args.threads < 0:
+        raise CLIError(f"--threads: 0 (all cores but one) or more, got {args.threads}")
+    from .run import configure_threads
+    configure_threads(args.threads)
     from .bundle import open_bundle
     r = open_bundle(args.run).run          # a RUN_DIR or a zipped bundle, checked before loading
     sampler, options = sampler_options(r, args.sampler, args.steps, args.set)

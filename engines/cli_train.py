@@ -13,9 +13,9 @@ import torch
 
 from . import data as D
 from . import families
-from .cli import emit_json, fresh_run_dir, parse_key_values, progress
+from .cli import CLIError, emit_json, fresh_run_dir, parse_key_values, progress
 from .cli_sample import sample_batches, sampler_names
-from .config import RunConfig, TrainConfig, describe
+from .config import RunConfig, TrainConfig, build, describe
 
 # evaluation sizes suited to the family's data: (target count, pilot batch, largest batch)
 EVAL_POINTS = (2000, 256, 4096)
@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the family's, 0)")
     parser.add_argument("--device", default=None, choices=devices, help="where to train (default: auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for this process (default: train.threads if set, else all cores but one)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a family option, or train.NAME=VALUE (repeatable; `python main.py list` names them)")
     parser.add_argument("--sampler", default=None, choices=sampler_names(), metavar="NAME",
@@ -88,25 +90,48 @@ def evaluate_bounded(run, seconds: float, n: int | None = None, clock=time.perf_
     return out
 
 
+def train_for(r, steps: int | None, seconds: float | None, clock=time.perf_counter) -> None:
+    """Trains to `steps` (absolute) or for `seconds`, with progress on stderr about every 2 s.
+    One timed step first sizes the chunks between time checks to about half a second of work, so
+    --seconds holds within about that much whether a step takes 10 us (2D MLP) or 1 s (U-Net)."""
+    t0, last, chunk = clock(), -10.0, 1
+    while steps is None or r.step < steps:
+        left = None if seconds is None else seconds - (clock() - t0)
+        if left is not None and left <= 0:
+            return
+        t = clock()
+        for snap in r.iterate(steps_per_snapshot=chunk, max_steps=steps, seconds=left):
+            now = clock() - t0
+            if now - last >= 2 or snap.diverged:
+                last = now
+                losses = " ".join(f"{k}={v[-1]:.4g}" for k, v in snap.losses.items() if len(v))
+                progress(f"step {snap.step:>6}  {snap.steps_per_s:7.0f} steps/s  {losses}")
+            if snap.diverged:
+                progress("error: " + snap.message)
+                return
+        if chunk > 1:
+            return                       # the sized run ended at its step or time limit
+        chunk = max(1, min(1000, int(0.5 / max(clock() - t, 1e-6))))   # steps per ~0.5 s
+
+
 def run(args) -> int:
-    from .run import Run
+    from .run import Run, configure_threads
     if args.steps is None and args.seconds is None:
         args.steps = DEFAULT_STEPS
     if args.eval_fraction < 0:
         raise ValueError(f"--eval-fraction: must be >= 0, got {args.eval_fraction}")
     cfg = run_config(args)
+    threads = args.threads
+    if threads is None and "threads" in cfg.train:         # --set train.threads=N, checked like any option
+        threads = build(TrainConfig, {"threads": cfg.train["threads"]}).threads
+    if threads is not None and threads < 0:
+        raise CLIError(f"--threads: 0 (all cores but one) or more, got {threads}")
+    configure_threads(threads)
     r = Run(cfg)
     out = args.out or fresh_run_dir(cfg.family, cfg.dataset)
     progress(f"training {cfg.family} on {cfg.dataset}: {len(r.data)} examples, device {r.device}")
-    t0, last = time.perf_counter(), 0.0
-    for snap in r.iterate(steps_per_snapshot=50, max_steps=args.steps, seconds=args.seconds):
-        now = time.perf_counter() - t0
-        if now - last >= 2 or snap.diverged:
-            last = now
-            losses = " ".join(f"{k}={v[-1]:.4g}" for k, v in snap.losses.items() if len(v))
-            progress(f"step {snap.step:>6}  {snap.steps_per_s:7.0f} steps/s  {losses}")
-        if snap.diverged:
-            progress("error: " + snap.message)
+    t0 = time.perf_counter()
+    train_for(r, args.steps, args.seconds)
     elapsed = time.perf_counter() - t0
     metrics = dict(family=cfg.family, dataset=cfg.dataset, steps=r.step, seconds=round(elapsed, 2),
                    steps_per_s=round(r.step / max(elapsed, 1e-9), 1), run_dir=out)

@@ -237,3 +237,38 @@ def test_a_new_command_is_one_registry_row(monkeypatch, capsys):
     mod.run = lambda args: 1 / 0
     assert entry.main(["greet"]) == 1
     assert capsys.readouterr().err.startswith("error: ZeroDivisionError")
+
+
+class FakeTrainer:
+    """Run.iterate's contract on a fake clock: chunks of steps, each costing `cost` seconds."""
+
+    def __init__(self, cost):
+        self.now, self.cost, self.step = 0.0, cost, 0
+
+    def clock(self):
+        return self.now
+
+    def iterate(self, steps_per_snapshot, max_steps=None, seconds=None):
+        start = self.now
+        while True:
+            k = steps_per_snapshot if max_steps is None else min(steps_per_snapshot, max_steps - self.step)
+            if k <= 0:
+                return
+            self.step += k
+            self.now += k * self.cost
+            yield types.SimpleNamespace(step=self.step, steps_per_s=1 / self.cost, losses={}, diverged=False)
+            if seconds is not None and self.now - start >= seconds:
+                return
+
+
+@pytest.mark.parametrize("cost", [1.0, 0.2, 1e-3, 1e-5])
+def test_train_seconds_hold_for_slow_and_fast_steps(cost):
+    """`train --seconds 5` ends within about half a second of 5 s, whether a step takes 1 s (a
+    U-Net on a slow CPU) or 10 us: the chunk between time checks is sized from one timed step."""
+    from engines.cli_train import train_for
+    t = FakeTrainer(cost)
+    train_for(t, None, 5.0, clock=t.clock)
+    assert 5.0 <= t.now <= 5.0 + max(0.5, cost) + 1e-9 and t.step >= int(4.5 / cost)
+    t = FakeTrainer(cost)
+    train_for(t, 7, None, clock=t.clock)
+    assert t.step == 7
