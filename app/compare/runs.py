@@ -17,11 +17,35 @@ from ..worker import Worker
 GATED_WAKE_S = 0.005
 
 
+NLL_POINTS = 256
+NLL_SHARE = 0.05          # the likelihood may cost at most this share of the wall time
+
+
 class GatedSession(Session):
     def __init__(self, *args, turns=None, index: int = 0, **kw):
         super().__init__(*args, **kw)
         self.turns, self.index = turns, index
         self.gated = False
+        self._nll = (None, "")
+        self._nll_next = 0.0
+
+    def _post_samples(self, samples, metrics: dict):
+        """The comparison table's NLL rides with the samples' metrics, for families with a
+        likelihood, recomputed no more often than its cost allows (an ODE likelihood is slow)."""
+        run = self.run
+        if "likelihood" in getattr(run.family, "capabilities", ()):
+            now = self.clock()
+            if now >= self._nll_next:
+                from engines.compare.measure import nll
+                try:
+                    self._nll = nll(run, NLL_POINTS)
+                except Exception:                 # a report, never a reason to stop the run
+                    self._nll = (None, "")
+                cost = self.clock() - now
+                self._nll_next = self.clock() + cost / NLL_SHARE
+            if self._nll[0] is not None:
+                metrics = {**metrics, "nll": self._nll[0], "nll_unit": self._nll[1]}
+        super()._post_samples(samples, metrics)
 
     def next_job(self, now):
         job = super().next_job(now)

@@ -185,9 +185,14 @@ class CompareWindow(QtWidgets.QMainWindow):
             mine.setYLink(theirs)
 
     def trajectory_arrived(self, rs):
+        """A new trajectory plays back on its own; a scrubber away from 0 holds every run at its
+        position. The label names each run's own sampler time either way."""
         self._scrub_key = None
-        if self.scrub.position() > 0:
-            self.scrub_to(self.scrub.position())
+        p = self.scrub.position()
+        if p > 0:
+            self.scrub_to(p)
+        else:
+            self.scrub.show_labels(self.scrubber(), [r.spec.label for r in self.ctl.runs], p)
 
     # ================================================================ the shared scrubber
     def scrubber(self) -> Scrubber:

@@ -99,11 +99,10 @@ def nll(run, n: int = 256, seed: int = 0) -> tuple[float | None, str]:
     g = torch.Generator().manual_seed(seed)
     x = run.data[torch.randperm(len(run.data), generator=g)[:n]]
     try:
-        with torch.no_grad():
-            lp = fam.log_likelihood(run.to_norm(x).to(run.device))
+        lp = fam.log_likelihood(run.to_norm(x).to(run.device))     # (n,) nats, normalized units
     except (NotImplementedError, RuntimeError, ValueError):
         return None, ""
-    lp = torch.as_tensor(lp, dtype=torch.float64).reshape(-1)
+    lp = torch.as_tensor(lp).detach().to(torch.float64).reshape(-1)
     dim = int(x[0].numel())
     if run.is_image:
         return float(-lp.mean()) / dim, "nats/dim"
