@@ -274,6 +274,19 @@ def comparison_table(rows: list[SweepRow], target: float = 1.5):
     return ComparisonTable(tuple(Row.of(r.label, r.family, r.nll_unit, **r.values) for r in rows), target)
 
 
+def read_table(json_path: str):
+    """A sweep's JSON table as the compare view's ComparisonTable (its table widget shows it)."""
+    from .compare.table import COLUMN_KEYS, ComparisonTable, Row
+    try:
+        with open(json_path) as f:
+            doc = json.load(f)
+        rows = tuple(Row.of(r["label"], r["family"], r.get("nll_unit", ""),
+                            **{k: r.get(k) for k in COLUMN_KEYS}) for r in doc["runs"])
+        return ComparisonTable(rows, float(doc.get("target_quality", 1.5)))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{json_path}: not a sweep or comparison table ({type(e).__name__}: {e})") from None
+
+
 def write_table(rows: list[SweepRow], settings: SweepSettings, csv_path: str, json_path: str) -> dict:
     table = comparison_table(rows, settings.target_quality)
     doc = table.to_json()

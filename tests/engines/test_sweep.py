@@ -7,7 +7,7 @@ import pytest
 
 from engines import cli
 from engines.config import ConfigError
-from engines.sweep import jobs_of, parse_grid, sweep
+from engines.sweep import jobs_of, parse_grid, read_table, sweep
 
 GRID = """
 [base]
@@ -71,6 +71,10 @@ def test_a_failing_entry_is_reported_and_the_rest_go_on(tmp_path):
     assert rows[0]["options.T"] == "20" and rows[0]["sampler"] == "ddim" and float(rows[0]["quality_x_iid"]) > 0
     with open(out + ".json") as f:
         assert json.load(f)["runs"][0]["params"] == {"options.T": 20, "sampler": "ddim"}
+    table = read_table(out + ".json")                   # what the compare view's table widget shows
+    assert [r.label for r in table.rows][0] == "T=20 sampler=ddim"
+    assert table.rows[0].get("quality_x_iid") == pytest.approx(ok["quality_x_iid"])
+    assert table.rows[1].get("quality_x_iid") is None
     assert any("2 training runs in 2 processes" in line for line in lines)
 
 
