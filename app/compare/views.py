@@ -52,7 +52,6 @@ class RunColumn(QtWidgets.QFrame):
         head.addWidget(self.change_btn)
         head.addWidget(self.remove_btn)
         self.field, self.particles, self.samples = FieldPanel(), ParticlesPanel(), SamplesPanel()
-        self.particles.loop.setChecked(False)        # the shared scrubber drives the playback
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
