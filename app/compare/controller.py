@@ -161,6 +161,11 @@ class CompareController(QtCore.QObject):
             self.set_playing(False)
         self.send_all(M.Step(n))
 
+    def set_fair(self, mode: str):
+        """Equal steps or equal training time from now on (the counts so far are kept)."""
+        self.turns.set_mode(mode)
+        self.comp = dataclasses.replace(self.comp, fair=mode)
+
     def request_particles(self, rs: RunState, n: int):
         if rs.info is not None and rs.info.samplers:
             # one sampler seed for every run: the same x_T

@@ -112,8 +112,15 @@ class CompareWindow(QtWidgets.QMainWindow):
         export = tb.addAction("Export CSV…")
         export.triggered.connect(self.table_view._export_dialog)
         tb.addSeparator()
-        self.fair_label = QtWidgets.QLabel(f"  fair share: equal {'steps' if comp.fair == 'steps' else 'training time'}")
-        tb.addWidget(self.fair_label)
+        tb.addWidget(QtWidgets.QLabel("  fair share: "))
+        self.fair_box = QtWidgets.QComboBox()
+        self.fair_box.addItem("equal steps", "steps")
+        self.fair_box.addItem("equal training time", "time")
+        self.fair_box.setCurrentIndex(0 if comp.fair == "steps" else 1)
+        self.fair_box.setToolTip("How the runs share the CPU: each gets the same number of training steps "
+                                 "(fast runs wait for slow ones), or the same training wall time")
+        self.fair_box.currentIndexChanged.connect(lambda *_: self.ctl.set_fair(self.fair_box.currentData()))
+        tb.addWidget(self.fair_box)
         self.step_label = QtWidgets.QLabel("")
         tb.addWidget(self.step_label)
 

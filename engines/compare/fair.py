@@ -206,6 +206,14 @@ class Turns:
             self._holders.pop(index, None)
             self.share.reset(index)
 
+    def set_mode(self, mode: str):
+        """Switch between equal steps and equal time; the turns in progress end."""
+        if mode not in MODES:
+            raise ValueError(f"fair share mode {mode!r}: choose one of {', '.join(MODES)}")
+        with self._lock:
+            self.share.mode = mode
+            self._holders.clear()
+
     def holders(self) -> list[int]:
         with self._lock:
             return sorted(self._holders)

@@ -56,6 +56,10 @@ def test_two_runs_train_side_by_side_with_equal_steps(open_window, wait_until):
     assert max(steps) - min(steps) <= max(steps) * 0.6 + 50, steps
     # the same panels per run, and one loss curve per run
     assert all(len(win.losses.series(r.index)[0]) > 0 for r in win.ctl.runs)
+    win.fair_box.setCurrentIndex(1)                       # the user's choice: equal training time
+    assert win.ctl.share.mode == "time" and win.ctl.comp.fair == "time"
+    t0 = list(win.ctl.share.seconds)
+    wait_until(lambda: all(a > b for a, b in zip(win.ctl.share.seconds, t0)), 120, "both runs still training")
 
 
 def test_four_runs_open_and_remove_one(open_window, wait_until):

@@ -368,3 +368,11 @@ def test_turns_go_to_the_most_behind_run():
             if turns.acquire(i):
                 turns.record(i, 5, 5 * cost[i])
     assert abs(share.steps[0] - share.steps[1]) <= 0.05 / 0.001 + 5
+    turns.set_mode("time")                      # from now on: equal training time
+    for _ in range(400):
+        for i in (0, 1):
+            if turns.acquire(i):
+                turns.record(i, 5, 5 * cost[i])
+    assert abs(share.seconds[0] - share.seconds[1]) <= 0.05 + 5 * max(cost)
+    with pytest.raises(ValueError):
+        turns.set_mode("fastest")
