@@ -67,7 +67,8 @@ def app_round(app, win, seconds: float) -> tuple[float, float, float]:
     gui_cpu = (time.thread_time() - c0) / dt
     steps, frames = win.step - s0, win.frames - f0
     late = win.heartbeat.percentile(99)
-    share = {k: (win.worker.timing[k] - tm0[k]) / dt for k in tm0}
+    tm1 = win.worker.timing
+    share = {k: (tm1[k] - tm0.get(k, 0.0)) / dt for k in tm1}
     share["gui_cpu"] = gui_cpu
     win.set_playing(False)
     _pump(app, 0.3)
@@ -78,12 +79,13 @@ def frame_rate(app, win, seconds: float = 4.0, particles: int = 20000, res: int 
     """Frames/s of the panels themselves: new particles, a new arrow field and 100 new loss
     points every frame (the loss plot redraws its 1M points at its own 5 Hz, as in the app);
     each frame ends with the repaints they caused (processEvents)."""
-    from engines.run import Snapshot
+    from engines import messages as M
+    from engines.messages import Snapshot
     rng = np.random.default_rng(0)
     win.set_playing(False)
     win.frame_timer.stop()                        # this loop is the frame loop now
     if win.worker is not None:
-        win.worker.request_stop()
+        win.worker.stop()
     # a 1M-point loss history
     steps = np.arange(1, history + 1, dtype=np.float64)
     loss = 0.3 + 0.7 * np.exp(-steps / 2e5) + 0.05 * rng.random(history)
@@ -93,11 +95,11 @@ def frame_rate(app, win, seconds: float = 4.0, particles: int = 20000, res: int 
     F = 60
     base = rng.standard_normal((particles, 2)).astype(np.float32)
     frames = np.stack([base * (1 - f / F) + np.float32(f / F) * np.sign(base) for f in range(F)])
-    traj = dict(frames=frames, i=np.arange(F, dtype=float), t=np.linspace(99, 0, F), sigma=np.linspace(3, 0.01, F),
-                nfe=F, steps=F, seconds=1.0, step=history, sampler="bench")
+    traj = M.Trajectory(frames=frames, i=np.arange(F, dtype=float), t=np.linspace(99, 0, F),
+                        sigma=np.linspace(3, 0.01, F), nfe=F, steps=F, seconds=1.0, step=history, sampler="bench")
     win.particles.n.setValue(particles)
     win.particles.loop.setChecked(False)
-    win.particles.on_message("trajectory", traj)
+    win.particles.on_message(traj)
     xs = ys = np.linspace(-2, 2, res)
     gx, gy = np.meshgrid(xs, ys)
     app.processEvents()
@@ -115,7 +117,7 @@ def frame_rate(app, win, seconds: float = 4.0, particles: int = 20000, res: int 
                         field=dict(xs=xs, ys=ys, score=score, level=10, alpha_sigma=(0.9, 0.4)),
                         samples=base[: 2000] * (1 + 0.01 * n) if n % 30 == 0 else None,
                         metrics=dict(energy_distance_x_iid=2.0, samples_step=step) if n % 30 == 0 else {})
-        win._dispatch("snapshot", snap)
+        win.ctl.dispatch(snap)
         win.particles.play_t0 = time.perf_counter() - (n % F) / F * 2.5   # a new particle frame each time
         for key, panel in win.panels.items():
             if win.panel_visible(key):
@@ -130,6 +132,9 @@ def frame_rate(app, win, seconds: float = 4.0, particles: int = 20000, res: int 
 
 
 def main(argv=None) -> int:
+    if argv and "--compare" in argv:          # compare mode's benchmark (app/bench_compare.py)
+        from .bench_compare import main as compare_bench
+        return compare_bench(argv)
     p = argparse.ArgumentParser(prog="python main.py bench --gui")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--seconds", type=float, default=4.0, help="length of each measurement round")
@@ -149,7 +154,7 @@ def main(argv=None) -> int:
     win = MainWindow()
     win.show()
     try:
-        _wait(app, lambda: bool(win.info))
+        _wait(app, win.ready)
         _pump(app, 0.5)
         cfg = win.cfg
         visible = [k for k in win.panels if win.panel_visible(k)]
@@ -187,7 +192,7 @@ def main(argv=None) -> int:
         panel_fps=round(fr["fps"], 1), panel_frame_ms_p50=round(fr["frame_ms_p50"], 2),
         panel_frame_ms_p95=round(fr["frame_ms_p95"], 2),
         panel_load=dict(particles=fr["particles"], arrows=fr["arrows"], loss_points=fr["loss_points"]),
-        worker_time_share={k: round(float(np.mean([s[k] for s in shares])), 3) for k in shares[0]},
+        worker_time_share={k: round(float(np.mean([s.get(k, 0.0) for s in shares])), 3) for k in shares[-1]},
     )
     rows = [
         ("training steps/s in the app (all panels)", f"{app_rate:,.0f}", ""),

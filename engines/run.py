@@ -14,7 +14,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field as dc_field
 
 import numpy as np
 import torch
@@ -22,6 +21,10 @@ import torch
 from . import data as D
 from . import controls, families, likelihood, metrics, quality
 from .config import ConfigError, RunConfig, TrainConfig, build, train_config
+from .messages import Snapshot
+from .session import Cancelled, Session
+
+LOAD_CHUNK = 500_000   # generated datasets are made in chunks this big, with a cancel check between
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -56,25 +59,27 @@ SPLIT_SEED = 7919            # the held-out split's generator: seed + SPLIT_SEED
 SAMPLE_CHUNK_VALUES = 1 << 18  # Run.sample draws at most this many values (points x dims) per family call
 
 
-@dataclass
-class Snapshot:
-    """Plain values and numpy arrays only: safe to hand to another thread."""
-    step: int
-    wall_time: float
-    loss_steps: np.ndarray                       # (k,) steps of the loss records since the last snapshot
-    losses: dict                                 # term -> (k,) float64
-    lr: float
-    steps_per_s: float
-    field: dict | None = None                    # xs (R,), ys (R,), score (R, R, 2), energy/log_density (R, R)
-    samples: np.ndarray | None = None            # (n, 2) or (n, C, H, W), data coordinates
-    views: dict | None = None                    # family-specific pictures (Family.views)
-    metrics: dict = dc_field(default_factory=dict)
-    message: str = ""                            # e.g. why the run paused
-    diverged: bool = False
+def _no_cancel():
+    pass
+
+
+def load_data(dataset, n: int, seed: int, cancel=_no_cancel) -> torch.Tensor:
+    """D.load, with `cancel()` called between chunks of a large generated dataset (a 10^7-point
+    set takes seconds): chunk i is drawn with seed + i, so sets of up to LOAD_CHUNK are unchanged."""
+    if n <= LOAD_CHUNK or not (isinstance(dataset, str) and dataset in D.names() and not D.is_image(dataset)):
+        return D.load(dataset, n, seed=seed)
+    parts = []
+    for i, start in enumerate(range(0, n, LOAD_CHUNK)):
+        cancel()
+        parts.append(D.load(dataset, min(LOAD_CHUNK, n - start), seed=seed + i))
+    return torch.cat(parts)
 
 
 class Run:
-    def __init__(self, cfg: RunConfig | None = None, data: torch.Tensor | None = None):
+    def __init__(self, cfg: RunConfig | None = None, data: torch.Tensor | None = None, cancel=None):
+        """cancel: called between the phases of construction (data loading, standardization,
+        the model); it raises (engines.session.Cancelled) to abandon the run."""
+        cancel = cancel or _no_cancel
         self.cfg = cfg = cfg or RunConfig()
         if not isinstance(cfg.train, TrainConfig):
             image = D.is_image(cfg.dataset) if data is None else torch.as_tensor(data).ndim == 4
@@ -85,8 +90,10 @@ class Run:
         fam_cfg = build(self.family_cls.Config, cfg.options)
 
         # ---- data, (N, *shape) in data coordinates; normalized copy on the device
+        cancel()
         if data is None:
-            data = D.load(cfg.dataset, tc.n_data, seed=tc.seed)
+            data = load_data(cfg.dataset, tc.n_data, tc.seed, cancel)
+        cancel()
         data = torch.as_tensor(data, dtype=torch.float32)
         if len(data) < 2:
             raise ConfigError("the dataset needs at least 2 points")
@@ -103,8 +110,10 @@ class Run:
         else:
             self.shift = fit.mean(0)
             self.scale = float(fit.std(0).mean().clamp(min=1e-6))
+        cancel()
         self.train_data = self.to_norm(fit).to(self.device)
         del fit
+        cancel()
         context = {}
         if self.is_image:  # the spacing of the grey levels, for dequantization (engines.likelihood)
             context["grey_step"] = likelihood.grey_step(data)
@@ -114,6 +123,7 @@ class Run:
             context["mixture_data"] = mix
 
         # ---- model, seeded so that the same config gives the same run
+        cancel()
         with controls.seeded(tc.seed, self.device):  # init draws: a function of the seed alone
             self.family = self.family_cls(fam_cfg, tuple(data.shape[1:]), self.device, context)
         self._set_ema(tc.ema)
@@ -408,38 +418,35 @@ class Run:
         return rep
 
     def snapshot(self, want: dict | None = None) -> Snapshot:
-        """Only what is wanted: want = dict(field=dict(resolution, level), samples=dict(n, sampler, options))."""
+        """Only what is wanted: want = dict(field=dict(resolution, level), views=dict(...),
+        samples=dict(n, sampler, options)). The losses are those recorded since the last snapshot."""
         want = want or {}
         k0 = self._sent
         self._sent = len(self.history_steps)
-        snap = Snapshot(
+        extra, metrics_ = {}, {}
+        if "field" in want:
+            extra["field"] = self.field(**want["field"])
+        if "views" in want:
+            extra["views"] = self.views(want["views"])
+        if "samples" in want:
+            w = dict(want["samples"])
+            w.pop("every", None)
+            x = self.sample(w.pop("n", 1000), **w)
+            extra["samples"] = x.numpy()
+            metrics_.update(self.evaluate(x))
+        return Snapshot(
             step=self.step, wall_time=time.perf_counter() - self._t0,
             loss_steps=np.asarray(self.history_steps[k0:], dtype=np.int64),
             losses={k: np.asarray(v[k0:], dtype=np.float64) for k, v in self.history.items()},
-            lr=self.lr, steps_per_s=self._rate, message=self.diverged, diverged=bool(self.diverged))
-        if "field" in want:
-            snap.field = self.field(**want["field"])
-        if "views" in want:
-            snap.views = self.views(want["views"])
-        if "samples" in want:
-            w = dict(want["samples"])
-            x = self.sample(w.pop("n", 1000), **w)
-            snap.samples = x.numpy()
-            snap.metrics.update(self.evaluate(x))
-        return snap
+            lr=self.lr, steps_per_s=self._rate, message=self.diverged, diverged=bool(self.diverged),
+            metrics=metrics_, **extra)
 
     def iterate(self, steps_per_snapshot: int = 100, max_steps: int | None = None, seconds: float | None = None,
                 want: dict | None = None):
-        """Generator of Snapshots; stops at max_steps, after `seconds` of training, or on divergence."""
-        start = time.perf_counter()
-        while True:
-            k = steps_per_snapshot if max_steps is None else min(steps_per_snapshot, max_steps - self.step)
-            if k <= 0:
-                return
-            done = self.train(k)
-            yield self.snapshot(want)
-            if done < k or (seconds is not None and time.perf_counter() - start >= seconds):
-                return
+        """Generator of Snapshots; stops at max_steps, after `seconds` of training, or on divergence.
+        Driven by a Session (engines.session): the same training path, stop targets and
+        divergence handling as the app."""
+        return Session(self.cfg, run=self).iterate(steps_per_snapshot, max_steps, seconds, want)
 
     # ------------------------------------------------------------------ persistence
     def save(self, run_dir: str):

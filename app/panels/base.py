@@ -1,9 +1,10 @@
 """What every panel shares: the Panel interface, and fast drawing items.
 
-A panel never talks to the worker. The main window hands it the run's `ready` info, every
-Snapshot (cheap: store references), and calls `draw()` on its frame timer; the panel redraws
-only when something new arrived. `want()` says what the panel needs computed (field
-resolution, sample count...), and `wantChanged` asks the window to tell the worker.
+A panel never talks to the session and computes nothing. The controller hands it the run's
+RunInfo (reset), every Snapshot (cheap: store references) and the other message types its
+registry row consumes (on_message), and the shell calls `draw()` on its frame timer; the panel
+redraws only when something new arrived. `want()` says what the panel needs computed (field
+resolution, sample count...), and `wantChanged` asks the controller to tell the session.
 """
 from __future__ import annotations
 
@@ -23,20 +24,20 @@ class Panel(QtWidgets.QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.info: dict = {}
+        self.info = None              # the run's engines.messages.RunInfo once it is ready
         self.dirty = False
         self.draws = 0
 
-    def reset(self, info: dict):
-        """A new run is ready (family, level, schedule, data preview...)."""
+    def reset(self, info):
+        """A new run is ready: info is an engines.messages.RunInfo (family, level, schedule, preview...)."""
         self.info = info
         self.dirty = True
 
     def on_snapshot(self, snap):
         pass
 
-    def on_message(self, kind: str, payload):
-        pass
+    def on_message(self, msg):
+        """Any other message type the panel's registry row consumes (Trajectory, Progress...)."""
 
     def want(self) -> dict:
         return {}
@@ -113,9 +114,15 @@ class Points(pg.GraphicsObject):
             return
         xy = np.asarray(xy, dtype=np.float64)[:, :2]
         ok = np.isfinite(xy).all(1)
-        if not ok.all():
+        if not ok.all():          # diverged particles are not drawn (the panel counts them)
             xy = xy[ok]
+        # far-off finite points (|x| ~ 1e38) would overflow the device transform: not drawn either
+        xy = xy[(np.abs(xy) < 1e15).all(1)]
         n = len(xy)
+        if n == 0:
+            self._poly, self._xy, self._n, self._rect = None, None, 0, QtCore.QRectF()
+            self.update()
+            return
         self._n = n
         if n > self.SPLAT_MIN:
             self._xy, self._poly = xy, None

@@ -201,12 +201,12 @@ class FieldPanel(Panel):
         self.bg.blockSignals(True)
         self.bg.clear()               # the first field of the new run picks its best background
         self.bg.blockSignals(False)
-        self.level.set_level(info.get("level"))
-        self.true_box.setVisible(bool(info.get("analytic")))
-        img = bool(info.get("is_image"))
+        self.level.set_level(info.level)
+        self.true_box.setVisible(bool(info.analytic))
+        img = bool(info.is_image)
         self.no_field = img
         self.controls.setVisible(not img)
-        self.level.setVisible(info.get("level") is not None and not img)
+        self.level.setVisible(info.level is not None and not img)
         self.data_img.setVisible(img)
         self.img.setVisible(False)
         self.cbar.setVisible(False)
@@ -219,7 +219,7 @@ class FieldPanel(Panel):
         self.text.setText("")
         if img:
             self.data.setData(None)
-            prev = info.get("preview")
+            prev = info.preview
             if prev is not None and len(prev):
                 show_image_grid(self.data_img, prev[:36])
                 self.pi.setRange(xRange=(0, self.data_img.width()), yRange=(0, self.data_img.height()), padding=0.02)
@@ -234,20 +234,20 @@ class FieldPanel(Panel):
             self.note.setVisible(False)
             self.empty.setText("Computing the field…")
             self.empty.setVisible(True)
-            self.data.setData(info.get("preview"))
-            b = info.get("bounds")
+            self.data.setData(info.preview)
+            b = info.bounds
             if b:
                 self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0.04)   # room for the edge arrows
 
     def want(self):
-        if self.info.get("is_image"):
+        if getattr(self.info, "is_image", None):
             return {}
         return dict(field=dict(resolution=self.grid_resolution(), level=self.level.value()))
 
     def grid_resolution(self) -> int:
         """R of the R x R grid asked for: the arrow grid, or twice as fine for a family whose
         field is a heat map only (no arrows to keep apart, a smoother picture)."""
-        caps = self.info.get("capabilities")
+        caps = getattr(self.info, "capabilities", None)
         if caps is not None and "score" not in caps:
             return min(2 * self.resolution, 96)
         return self.resolution
@@ -283,7 +283,7 @@ class FieldPanel(Panel):
     # ------------------------------------------------------------ drawing
     def _draw(self):
         f = self.field
-        if f is None or "xs" not in f or self.info.get("is_image"):
+        if f is None or "xs" not in f or getattr(self.info, "is_image", None):
             return
         keys = set(f)
         if not keys & FIELD_KEYS:
@@ -292,7 +292,7 @@ class FieldPanel(Panel):
         if self.no_field:
             self.no_field = False
             self.controls.setVisible(True)
-            self.level.setVisible(self.info.get("level") is not None)
+            self.level.setVisible(getattr(self.info, "level", None) is not None)
             self.note.setVisible(False)
         if "true_score" in f and "score" in f:
             keys.add("error")
@@ -384,7 +384,7 @@ class FieldPanel(Panel):
         self.data.setVisible(self.data_box.isChecked())
 
         lv = f.get("level")
-        lvd = self.info.get("level") or {}
+        lvd = getattr(self.info, "level", None) or {}
         if lv is not None:
             sym = "σ" if lvd.get("kind") == "sigma" else "t"
             head = f"{sym} = {lv:.3g}" if isinstance(lv, float) else f"{sym} = {lv}"
@@ -408,7 +408,7 @@ class FieldPanel(Panel):
             self._title = "Training data"
             self.pi.setTitle(self._title, color=theme.FG, size="10pt")
             self.text.setText("")
-            self.note.setText(f"{self.info.get('title', 'This family')} defines no field on the plane: no score, "
+            self.note.setText(f"{getattr(self.info, 'title', 'This family')} defines no field on the plane: no score, "
                               "energy, density or discriminator to draw. Shown: the training data. "
                               "Its own pictures are in Family views.")
             self.note.setVisible(True)

@@ -222,8 +222,8 @@ class LossesPanel(Panel):
         self.status.setVisible(False)
         self.empty.setVisible(True)
         self.legend.setVisible(False)
-        self.empty.setText("Press Play: the loss of every step appears here" if info.get("trainable", True)
-                           else f"{info.get('title', 'This family')} has nothing to train")
+        self.empty.setText("Press Play: the loss of every step appears here" if info.trainable
+                           else f"{info.title} has nothing to train")
 
     def append(self, steps, losses: dict):
         """Add records: steps (k,), losses {name: (k,)}."""

@@ -16,6 +16,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from engines import messages as M
+
 from .. import theme
 from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
 
@@ -115,7 +117,7 @@ class ParticlesPanel(Panel):
         self.trails.setData([], [])
         self.scrub.setRange(0, 0)
         self.text.setText("")
-        img = bool(info.get("is_image"))
+        img = bool(info.is_image)
         self.img.setVisible(img)
         self.data.setVisible(not img)
         self.pi.setAspectLocked(True)
@@ -126,11 +128,11 @@ class ParticlesPanel(Panel):
         if img:
             self.data.setData(None)
         else:
-            self.data.setData(info.get("preview"))
-            b = info.get("bounds")
+            self.data.setData(info.preview)
+            b = info.bounds
             if b:
                 self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
-        self.empty.setText("Sampling…" if info.get("samplers") else f"{info.get('title')} has no sampler to animate")
+        self.empty.setText("Sampling…" if info.samplers else f"{info.title} has no sampler to animate")
         self.empty.setVisible(True)
 
     def set_image_mode(self, img: bool):
@@ -156,20 +158,21 @@ class ParticlesPanel(Panel):
     def on_snapshot(self, snap):
         self.model_step = snap.step
 
-    def on_message(self, kind, payload):
-        if kind == "trajectory":
+    def on_message(self, msg):
+        """A Trajectory (a recorded particle run) or a Progress of a running one."""
+        if isinstance(msg, M.Trajectory):
             self.waiting = False
             self.live = None
-            if payload is None:
-                return
-            self.traj = payload
+            self.traj = msg
             self.frame = -1                   # a new trajectory: frame 0 must be drawn anew
-            self.last_step = payload.get("step", -1)
-            F = len(payload["frames"])
-            self.scrub.setRange(0, F - 1)
+            self.last_step = msg.step
+            self.scrub.setRange(0, len(msg.frames) - 1)
             self.replay()
-        elif kind == "progress" and payload.get("job") == "particles":
-            self.live = payload
+        elif isinstance(msg, M.Progress) and msg.job == "particles":
+            if msg.done:                      # interrupted: a new request follows when it is due
+                self.live = None
+                return
+            self.live = msg
             self.dirty = True
 
     def replay(self):
@@ -195,16 +198,17 @@ class ParticlesPanel(Panel):
         now = time.perf_counter()
         if self.live is not None and self.waiting and self.play_t0 is None:
             p = self.live
-            self._set_points(p["x"])
-            tot = f"/{p['total']}" if p.get("total") else ""
-            self.text.setText(f"{self.sampler_name or 'sampler'}: running, step {p['i']}{tot}"
-                              f"  ({p['elapsed']:.1f} s)")
+            self._set_points(p.x)
+            tot = f"/{p.total}" if p.total else ""
+            self.text.setText(f"{self.sampler_name or 'sampler'}: running, step {p.i}{tot}"
+                              f"  ({p.elapsed:.1f} s)")
             self.empty.setVisible(False)
-            self.frameShown.emit(dict(i=p["i"], t=p.get("t"), sigma=p.get("sigma")))
+            self.frameShown.emit(dict(i=p.i, t=None if math.isnan(p.t) else p.t,
+                                      sigma=None if math.isnan(p.sigma) else p.sigma))
             return
         if self.traj is None:
             return
-        F = len(self.traj["frames"])
+        F = len(self.traj.frames)
         if self.play_t0 is not None:
             dur = float(self.duration.currentData() or 2.5)
             f = int((now - self.play_t0) / dur * F)
@@ -229,12 +233,12 @@ class ParticlesPanel(Panel):
     def _show(self, f, force=False):
         if self.traj is None or f < 0:
             return
-        F = len(self.traj["frames"])
+        F = len(self.traj.frames)
         f = min(f, F - 1)
         if f == self.frame and not force:
             return
         self.frame = f
-        fr = self.traj["frames"][f]
+        fr = self.traj.frames[f]
         self._set_points(fr)
         self.empty.setVisible(False)
         if self.scrub.value() != f:
@@ -243,7 +247,7 @@ class ParticlesPanel(Panel):
             self.scrub.blockSignals(False)
         if self.trail_box.isChecked() and fr.ndim == 2:
             k0 = max(0, f - TRAIL_FRAMES)
-            seg = self.traj["frames"][k0:f + 1, :TRAIL_PARTICLES, :2]          # (K, P, 2)
+            seg = self.traj.frames[k0:f + 1, :TRAIL_PARTICLES, :2]          # (K, P, 2)
             K, P = seg.shape[:2]
             xs = np.full((P, K + 1), np.nan)
             ys = np.full((P, K + 1), np.nan)
@@ -254,17 +258,20 @@ class ParticlesPanel(Panel):
             self.trails.setData([], [])
         tr = self.traj
         now = time.perf_counter()
-        if now - self._last_label < 0.12 and 0 < f < len(tr["frames"]) - 1 and not force:
+        if now - self._last_label < 0.12 and 0 < f < len(tr.frames) - 1 and not force:
             return                    # the label and the schedule marker at ~8 Hz are plenty
         self._last_label = now
-        t, s, i = tr["t"][f], tr["sigma"][f], int(tr["i"][f])
-        parts = [f"{tr.get('sampler') or self.sampler_name or 'sampler'}: step {i + 1}/{tr['steps']}"]
+        t, s, i = tr.t[f], tr.sigma[f], int(tr.i[f])
+        parts = [f"{tr.sampler or self.sampler_name or 'sampler'}: step {i + 1}/{tr.steps}"]
         if not math.isnan(t):
             parts.append(f"t = {t:.3g}")
         if not math.isnan(s):
             parts.append(f"σ = {s:.3g}")
         head = "   ".join(parts)
-        sub = f"{len(fr)} particles · model of step {tr.get('step', '?')}"
+        sub = f"{len(fr)} particles · model of step {tr.step}"
+        bad = len(fr) - self.points.count() if fr.ndim == 2 else 0
+        if bad:                       # non-finite particles are not drawn: say how many
+            sub += f" · {bad} diverged (not finite)"
         self.text.setText(head + "\n" + sub)
         self.frameShown.emit(dict(i=i, t=None if math.isnan(t) else t, sigma=None if math.isnan(s) else s))
 

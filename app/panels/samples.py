@@ -118,8 +118,7 @@ class SamplesPanel(Panel):
         super().reset(info)
         self.samples, self.metrics, self.step = None, {}, None
         self.history = []
-        self._ref_cache = {}
-        img = bool(info.get("is_image"))
+        img = bool(info.is_image)
         self.img.setVisible(img)
         self.data.setVisible(not img and self.show_data.isChecked())
         self.legend.setVisible(not img)
@@ -132,30 +131,14 @@ class SamplesPanel(Panel):
             self.pi.setTitle("Generated images", color=theme.FG, size="10pt")
         else:
             self.pi.setTitle("Generated samples", color=theme.FG, size="10pt")
-            self.data.setData(info.get("preview"))
-            b = info.get("bounds")
+            self.data.setData(info.preview)
+            b = info.bounds
             if b:
                 self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
         self.text.setText("")
-        self.empty.setText("Samples appear here a few seconds into training" if info.get("samplers") is not None
+        self.empty.setText("Samples appear here a few seconds into training" if info.samplers
                            else "")
         self.empty.setVisible(True)
-
-    def reference(self, n: int) -> dict:
-        """The classifier metrics of n real images of this run (the data preview), cached: the
-        level a perfect model's n samples would reach."""
-        cache = self.__dict__.setdefault("_ref_cache", {})
-        if n not in cache:
-            cache[n] = {}
-            prev = self.info.get("preview")
-            if prev is not None and np.ndim(prev) == 4 and 2 <= n <= len(prev):
-                try:
-                    import torch
-                    from engines.digit_classifier import run_metrics
-                    cache[n] = run_metrics(self.info.get("dataset", ""), torch.from_numpy(np.asarray(prev[:n])))
-                except Exception:
-                    cache[n] = {}
-        return cache[n]
 
     def set_sampler_name(self, name):
         self.sampler_name = name
@@ -182,7 +165,7 @@ class SamplesPanel(Panel):
         m = self.metrics
         lines = [f"{len(x)} samples · model of step {self.step}"]
         if "fid" in m or "inception_score" in m:
-            lines += image_metric_lines(m, self.reference(len(x)))
+            lines += image_metric_lines(m, m.get("reference") or {})   # real images' figures, from the session
         elif "energy_distance_x_iid" in m:
             r = m["energy_distance_x_iid"]
             verdict = "≈ fresh data" if r < 1.5 else "close" if r < 4 else "still far" if r < 30 else "far"

@@ -58,14 +58,14 @@ class SchedulePanel(Panel):
         super().reset(info)
         self.glw.clear()
         self.plots, self.markers = [], []
-        sch = dict(info.get("schedule") or {})
+        sch = dict(info.schedule or {})
         x_label = str(sch.pop("x_label", "t"))
         curves = {k: v for k, v in sch.items() if isinstance(v, tuple) and len(v) == 2}
         xl = x_label.lower()
         self.x_kind = "sigma" if ("sigma" in xl or "σ" in xl) else "t"
         if not curves:
             self.glw.setVisible(False)
-            self.message.setText(f"{info.get('title', 'This family')} has no noise schedule: it does not "
+            self.message.setText(f"{info.title} has no noise schedule: it does not "
                                  "train on noised data. Diffusion and score families (DDPM, NCSN, score SDE, "
                                  "discrete diffusion) draw theirs here.")
             self.message.setVisible(True)

@@ -238,7 +238,7 @@ class ViewsPanel(Panel):
         self._layout_key = None
         self.glw.clear()
         self.plots = {}
-        self.level.set_level(info.get("level"))
+        self.level.set_level(info.level)
         self.level.setVisible(False)               # until the family's views show up
         self.layer_box.setVisible(False)
         self._layer_active = False
@@ -247,6 +247,8 @@ class ViewsPanel(Panel):
 
     def want(self):
         w = dict(n=self.n)
+        if getattr(self.info, "level", None) is not None:
+            w["level"] = self.level.value()       # the noise level shared with the Field panel
         if self._layer_active:
             w["layer"] = int(self.layer.value())
         return dict(views=w)
@@ -293,7 +295,7 @@ class ViewsPanel(Panel):
         # the noise-level slider: here only when the Field panel does not show one already
         # (images, a family without a field, a closed Field panel)
         elsewhere = self.level_elsewhere() if self.level_elsewhere is not None else False
-        self.level.setVisible(self.info.get("level") is not None and not elsewhere)
+        self.level.setVisible(getattr(self.info, "level", None) is not None and not elsewhere)
 
     def _draw(self):
         views = self.views or {}
@@ -303,8 +305,8 @@ class ViewsPanel(Panel):
             self._layout_key = None
             self.level.setVisible(False)
             self.layer_box.setVisible(False)
-            if self.received or self.info.get("trainable") is False:
-                self._show_message(f"{self.info.get('title', 'This family')} draws no pictures of its own: "
+            if self.received or getattr(self.info, "trainable", None) is False:
+                self._show_message(f"{getattr(self.info, 'title', 'This family')} draws no pictures of its own: "
                                    "see the Field, Particles and Samples panels.\n\nFamilies such as the VAE "
                                    "(latent codes), GANs (generator warp), flows (layer by layer), EBMs (MCMC "
                                    "chains), RBMs (filters) and DDPM on images draw theirs here.")
@@ -344,7 +346,7 @@ class ViewsPanel(Panel):
             if p.legend is not None:
                 p.legend.clear()
             try:
-                draw_view(p, v, self.info.get("preview"), self.info.get("bounds"))
+                draw_view(p, v, getattr(self.info, "preview", None), getattr(self.info, "bounds", None))
             except Exception as e:   # one bad view must not take the others down
                 errors.append(f"{name}: {e}")
         self.note.setText("; ".join(errors) if errors else getattr(self, "_titles", ""))

@@ -35,3 +35,20 @@ def wait_until(themed_app):
             themed_app.processEvents()
             time.sleep(0.005)
     return run
+
+
+@pytest.fixture(scope="session")
+def run_info():
+    """make(**fields): an engines.messages.RunInfo for a point run, for panels tested alone."""
+    import numpy as np
+    from engines import messages as M
+
+    def make(**kw):
+        base = dict(run_id=1, family="fake", title="Fake", summary="", dataset="moons", capabilities=frozenset(),
+                    level=None, samplers=(), default_sampler="", parameters=0, device="cpu", is_image=False,
+                    data_shape=(2,), n_data=100, trainable=True, analytic=False, threads=1, init_seconds=0.0,
+                    schedule={}, preview=np.zeros((0, 2)), bounds=(-1.0, 1.0, -1.0, 1.0), sampler_levels=None,
+                    has_views=False)
+        base.update(kw)
+        return M.RunInfo(**base)
+    return make

@@ -30,7 +30,7 @@ DWELL_S = 2.0                          # seconds each family runs
 def win(themed_app, wait_until):
     w = MainWindow()
     w.show()
-    wait_until(lambda: bool(w.info), 120, "the first run to be ready")
+    wait_until(lambda: w.ready(), 120, "the first run to be ready")
     w.samples.every.setValue(0.5)           # fresh samples twice a second: the test waits less
     w.particles.duration.setCurrentIndex(0)  # 1 s playbacks
     yield w
@@ -64,7 +64,7 @@ def _switch(win, family, dataset):
 
 def _check_field(win, caps):
     fp = win.field
-    if win.info.get("is_image"):
+    if getattr(win.info, "is_image", None):
         assert fp.data_img.isVisible() and fp.note.isVisible()      # training images + a note
         return
     f = fp.field
@@ -94,7 +94,7 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
         changed = win.family.current != name or win.dataset != dataset
         _switch(win, name, dataset)
         assert win.worker is not old or not changed                  # a fresh run, mid-run
-        wait_until(lambda: win.info.get("family") == name and win.worker.cfg.dataset == dataset, 60,
+        wait_until(lambda: getattr(win.info, "family", None) == name and win.worker.cfg.dataset == dataset, 60,
                    f"{name} on {dataset} to be ready")
         cls = win.family.classes[name]
         draws = {k: win.panels[k].draws for k in win.panels}
@@ -105,7 +105,7 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
             assert not win.play_action.isEnabled() and win.step == 0
         wait_until(lambda: win.samples.samples is not None, 40, f"samples of {name}")
         wait_until(lambda: win.particles.traj is not None, 40, f"particles of {name}")
-        if not win.info.get("is_image"):
+        if not getattr(win.info, "is_image", None):
             wait_until(lambda: win.field.field is not None, 20, f"the field of {name}")
         # the family's own pictures (brought to the front once they exist)
         if name in VIEWS:
@@ -124,7 +124,7 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
             assert win.step == 0                                     # nothing to train: stays at 0
         _check_field(win, cls.capabilities)
         assert win.samples.draws > draws["samples"] and win.particles.draws > draws["particles"]
-        if win.info.get("is_image"):
+        if getattr(win.info, "is_image", None):
             assert win.samples.img.isVisible() and win.samples.img.image is not None
         else:
             assert win.samples.points.count() > 0
@@ -141,7 +141,7 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
         pump(max(0.6, DWELL_S - (time.perf_counter() - t0)))
         if cls.trainable:
             assert win.step > step and win.losses.draws > drawn["losses"]
-            if not win.info.get("is_image"):
+            if not getattr(win.info, "is_image", None):
                 assert win.field.draws > drawn["field"]
         assert win.errors == [], f"{name}: {win.errors}"
         print(f"{name:20s} on {dataset:14s} {time.perf_counter() - t0:4.1f} s  step {win.step:5d}  "
@@ -153,7 +153,7 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
 
 def test_flow_layer_slider_asks_for_that_layer(win, pump, wait_until):
     _switch(win, "realnvp", "moons")
-    wait_until(lambda: win.info.get("family") == "realnvp", 60, "realnvp")
+    wait_until(lambda: getattr(win.info, "family", None) == "realnvp", 60, "realnvp")
     win.step_once(20)
     wait_until(lambda: win.views.layer_box.isVisible(), 30, "the layer slider")
     K = win.views.layer.maximum()
@@ -166,10 +166,10 @@ def test_flow_layer_slider_asks_for_that_layer(win, pump, wait_until):
 
 def test_noise_level_slider_is_shared_by_field_and_views(win, pump, wait_until):
     _switch(win, "discrete_diffusion", "moons")
-    wait_until(lambda: win.info.get("family") == "discrete_diffusion", 60, "discrete diffusion")
+    wait_until(lambda: getattr(win.info, "family", None) == "discrete_diffusion", 60, "discrete diffusion")
     win.step_once(30)
     wait_until(lambda: win.views.level.isVisible() and "forward" in (win.views.views or {}), 30, "the forward view")
-    lv = win.info["level"]
+    lv = win.info.level
     win.views.level.set_value(lv["hi"])
     assert win.field.level.value() == lv["hi"]                      # one level for both panels
     wait_until(lambda: f"t = {lv['hi']}" in win.views.views["forward"]["title"], 20, "the view at the last step")
@@ -181,8 +181,8 @@ def test_noise_level_slider_is_shared_by_field_and_views(win, pump, wait_until):
 
 def test_ddpm_on_digits_shows_images_with_fid_and_is(win, pump, wait_until):
     win.apply_preset("ddpm_digits")
-    wait_until(lambda: win.info.get("is_image") and win.info.get("family") == "ddpm", 60, "ddpm on digits")
-    assert win.info["data_shape"] == (1, 8, 8)
+    wait_until(lambda: getattr(win.info, "is_image", None) and getattr(win.info, "family", None) == "ddpm", 60, "ddpm on digits")
+    assert win.info.data_shape == (1, 8, 8)
     win.set_playing(True)
     wait_until(lambda: win.step >= 3 and win.samples.samples is not None
                and "fid" in win.samples.metrics, 90, "digit samples with metrics")
@@ -206,7 +206,7 @@ def test_ddpm_on_digits_shows_images_with_fid_and_is(win, pump, wait_until):
 
 def test_ddpm_on_shapes_shows_an_image_grid(win, pump, wait_until):
     win.apply_preset("ddpm_shapes")
-    wait_until(lambda: win.info.get("is_image") and win.info.get("data_shape") == (1, 16, 16), 60, "ddpm on shapes")
+    wait_until(lambda: getattr(win.info, "is_image", None) and getattr(win.info, "data_shape", None) == (1, 16, 16), 60, "ddpm on shapes")
     win.set_playing(True)
     wait_until(lambda: win.step >= 2 and win.samples.samples is not None, 90, "shape samples")
     win.set_playing(False)

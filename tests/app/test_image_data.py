@@ -16,7 +16,7 @@ from engines.data.images import write_idx
 def win(themed_app, wait_until):
     w = MainWindow()
     w.show()
-    wait_until(lambda: bool(w.info), 120, "the first run to be ready")
+    wait_until(lambda: w.ready(), 120, "the first run to be ready")
     yield w
     w.shutdown()
     w.close()
@@ -54,8 +54,8 @@ def test_npy_of_images_loads_and_trains(win, tmp_path, wait_until):
     f = tmp_path / "bars.npy"
     np.save(f, _digit_like(30))
     assert win.datasets.open_file(str(f)) is True                   # small: loaded at once
-    wait_until(lambda: win.info.get("n_data") == 30 and win.info.get("is_image"), 60, "the .npy run")
-    assert win.info["data_shape"] == (1, 8, 8) and win.dataset == str(f)
+    wait_until(lambda: getattr(win.info, "n_data", None) == 30 and getattr(win.info, "is_image", None), 60, "the .npy run")
+    assert win.info.data_shape == (1, 8, 8) and win.dataset == str(f)
     assert win.datasets.img.isVisible() and "30 images" in win.datasets.label.toPlainText()
     assert win.field.data_img.isVisible()                            # training images, no field
     win.step_once(2)
@@ -72,9 +72,9 @@ def test_folder_of_pngs_loads_in_the_background(win, tmp_path, wait_until):
     assert win.datasets.open_file(str(folder)) is None               # a folder: a background load
     assert win.datasets.progress.isVisible() and win.datasets.cancel_btn.isVisible()
     _wait_loaded(win, wait_until)
-    wait_until(lambda: win.info.get("n_data") == 24, 60, "the folder run")
+    wait_until(lambda: getattr(win.info, "n_data", None) == 24, 60, "the folder run")
     assert not win.datasets.progress.isVisible()
-    assert win.info["is_image"] and win.dataset == str(folder)
+    assert win.info.is_image and win.dataset == str(folder)
     assert win.datasets.combo.currentData() == str(folder)
     assert win.errors == []
 
@@ -84,8 +84,8 @@ def test_idx_file_loads(win, tmp_path, wait_until):
     write_idx(f, _digit_like(40, seed=2))
     assert win.datasets.open_file(str(f), background=True) is None
     _wait_loaded(win, wait_until)
-    wait_until(lambda: win.info.get("n_data") == 40, 60, "the IDX run")
-    assert win.info["data_shape"] == (1, 8, 8)
+    wait_until(lambda: getattr(win.info, "n_data", None) == 40, 60, "the IDX run")
+    assert win.info.data_shape == (1, 8, 8)
     assert win.errors == []
 
 
@@ -106,7 +106,7 @@ def test_progress_bar_follows_a_slow_load_and_cancel_keeps_the_dataset(win, tmp_
     assert win.datasets.open_file(str(f), background=True) is None
     _wait_loaded(win, wait_until)
     assert any(0 < v < 1000 for v in seen)                           # it moved while loading
-    wait_until(lambda: win.info.get("n_data") == 12, 60, "the slow file's run")
+    wait_until(lambda: getattr(win.info, "n_data", None) == 12, 60, "the slow file's run")
 
     # cancelled half-way: nothing changes, no message
     dataset, worker = win.dataset, win.worker
@@ -146,7 +146,7 @@ def test_bad_folder_and_bad_file_show_the_engine_message_and_keep_the_dataset(wi
 
 def test_choose_family_and_dataset_like_the_command_line(win, wait_until):
     win.choose(family="vae", dataset="digits")
-    wait_until(lambda: win.info.get("family") == "vae" and win.info.get("is_image"), 60, "vae on digits")
+    wait_until(lambda: getattr(win.info, "family", None) == "vae" and getattr(win.info, "is_image", None), 60, "vae on digits")
     with pytest.raises(ValueError, match="unknown dataset"):
         win.choose(dataset="no_such_dataset")
     with pytest.raises(ValueError, match="not available"):

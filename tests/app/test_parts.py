@@ -112,11 +112,11 @@ def test_every_view_kind_draws(themed_app, view):
     assert img.width() == 300
 
 
-def test_views_panel_survives_a_bad_view(themed_app):
+def test_views_panel_survives_a_bad_view(themed_app, run_info):
     from app.panels.views import ViewsPanel
-    from engines.run import Snapshot
+    from engines.messages import Snapshot
     v = ViewsPanel()
-    v.reset(dict(title="Fake"))
+    v.reset(run_info())
     snap = Snapshot(step=1, wall_time=0, loss_steps=np.zeros(0), losses={}, lr=1e-3, steps_per_s=0,
                     views=dict(ok=dict(kind="curves", curves={"c": ([0, 1], [1, 0])}), bad=dict(kind="nope")))
     v.on_snapshot(snap)
@@ -176,30 +176,32 @@ def test_presets_load_and_validate():
 
 
 def test_worker_thread_alone(themed_app):
-    """The bridge without a window: snapshots arrive, step is exact, a trajectory comes back,
-    stop() ends the thread."""
+    """The bridge without a window: typed messages arrive, step is exact, a trajectory comes
+    back, stop() ends the thread within a second."""
     from app.worker import Worker
+    from engines import messages as M
     w = Worker(RunConfig(train=TrainConfig(threads=1, n_data=2000)),
                want=dict(field=dict(resolution=8, level=None)))
     w.start()
     msgs = []
     end = time.perf_counter() + 30
-    while not any(k == "ready" for k, _ in msgs) and time.perf_counter() < end:
+    while not any(isinstance(m, M.RunInfo) for m in msgs) and time.perf_counter() < end:
         msgs += w.drain()
         time.sleep(0.01)
-    ready = dict(msgs)["ready"]
-    assert ready["family"] == "ddpm" and ready["parameters"] > 1000
-    w.send("step", n=5)
-    w.send("particles", n=64)
+    ready = next(m for m in msgs if isinstance(m, M.RunInfo))
+    assert ready.family == "ddpm" and ready.parameters > 1000
+    w.send(M.Step(5))
+    w.send(M.Particles(64))
     end = time.perf_counter() + 30
     while time.perf_counter() < end:
         msgs += w.drain()
-        if any(k == "trajectory" for k, _ in msgs) and any(k == "snapshot" and p.step == 5 for k, p in msgs):
+        if any(isinstance(m, M.Trajectory) for m in msgs) and any(isinstance(m, M.Snapshot) and m.step == 5 for m in msgs):
             break
         time.sleep(0.01)
-    snaps = [p for k, p in msgs if k == "snapshot"]
+    snaps = [m for m in msgs if isinstance(m, M.Snapshot)]
     assert sum(len(s.loss_steps) for s in snaps) == 5                 # every loss record arrives once
     assert any(s.field is not None and s.field["score"].shape == (8, 8, 2) for s in snaps)
-    traj = [p for k, p in msgs if k == "trajectory"][0]
-    assert traj["frames"].shape[1:] == (64, 2) and traj["nfe"] == traj["steps"] == 100
-    assert w.stop(10) and w.isFinished()
+    traj = [m for m in msgs if isinstance(m, M.Trajectory)][0]
+    assert traj.frames.shape[1:] == (64, 2) and traj.nfe == traj.steps == 100
+    w.stop()
+    assert w.join(5) and w.is_alive() is False

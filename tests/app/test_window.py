@@ -19,7 +19,7 @@ from app.main_window import MainWindow
 def win(themed_app, wait_until):
     w = MainWindow()
     w.show()
-    wait_until(lambda: bool(w.info), 120, "the first run to be ready")
+    wait_until(lambda: w.ready(), 120, "the first run to be ready")
     yield w
     w.shutdown()
     w.close()
@@ -38,7 +38,7 @@ def settle(win, pump, wait_until):
 
 def test_opens_on_moons_ddpm_ready_to_play(win):
     assert win.cfg.dataset == "moons" and win.cfg.family == "ddpm"
-    assert win.info["family"] == "ddpm" and not win.playing
+    assert win.info.family == "ddpm" and not win.playing
     assert win.play_action.isEnabled()
     assert (1200, 800) <= (win.width(), win.height())
     # the hyper-parameter form is generated from the family's config, tooltips name formulas
@@ -104,7 +104,7 @@ def test_slow_motion_and_stop_at_loss(win, pump, wait_until):
 
 
 def test_field_follows_the_noise_level_slider(win, pump, wait_until):
-    lv = win.info["level"]
+    lv = win.info.level
     win.field.level.set_value(lv["hi"])
     wait_until(lambda: win.field.field is not None and win.field.field.get("level") == lv["hi"], 20,
                "the field at the largest noise level")
@@ -117,14 +117,14 @@ def test_field_follows_the_noise_level_slider(win, pump, wait_until):
 
 def test_analytic_dataset_overlays_the_true_score(win, pump, wait_until):
     win.datasets.select("8gaussians")
-    wait_until(lambda: win.info.get("analytic") and win.field.field is not None
+    wait_until(lambda: getattr(win.info, "analytic", None) and win.field.field is not None
                and "true_score" in win.field.field, 30, "the true score")
     pump(0.2)
     assert win.field.true_box.isVisible()
     assert len(win.field.true_arrows.xData) == 6 * win.field.resolution ** 2
     assert "relative error vs true score" in win.field.text.toPlainText()
     win.datasets.select("moons")
-    wait_until(lambda: win.info.get("n_data") == 20000 and not win.info.get("analytic"), 60, "moons again")
+    wait_until(lambda: getattr(win.info, "n_data", None) == 20000 and not getattr(win.info, "analytic", None), 60, "moons again")
 
 
 def test_bad_hyperparameter_shows_message_and_keeps_the_run(win, pump):
@@ -158,7 +158,7 @@ def test_good_file_trains(win, tmp_path, wait_until):
     th = np.linspace(0, 2 * np.pi, 400, endpoint=False)
     np.savetxt(good, np.stack([np.cos(th), np.sin(th)], 1), delimiter=",", header="x,y", comments="")
     assert win.datasets.open_file(str(good))
-    wait_until(lambda: win.info.get("n_data") == 400, 60, "the file run")
+    wait_until(lambda: getattr(win.info, "n_data", None) == 400, 60, "the file run")
     assert win.dataset == str(good)
 
 
@@ -176,7 +176,7 @@ def test_drawn_dataset_trains(win, pump, wait_until):
     assert n >= 8 * 12 - 12                                     # the clicks painted points
     assert abs(win.datasets.drawing[:, 1].max() - 1.2) < 0.3
     assert win.datasets.use_drawing()
-    wait_until(lambda: win.info.get("n_data") == n, 60, "the drawing run")
+    wait_until(lambda: getattr(win.info, "n_data", None) == n, 60, "the drawing run")
     assert win.dataset == "drawing"
     win.set_playing(True)
     wait_until(lambda: win.step >= 50, 60, "training on the drawing")
@@ -186,7 +186,7 @@ def test_drawn_dataset_trains(win, pump, wait_until):
 
 def test_switching_family_mid_run(win, pump, wait_until):
     win.datasets.select("moons")
-    wait_until(lambda: win.info.get("n_data") == 20000, 60, "moons again")
+    wait_until(lambda: getattr(win.info, "n_data", None) == 20000, 60, "moons again")
     others = [n for n, c in win.family.classes.items() if n != "ddpm" and c.trainable and "score" in c.capabilities]
     if not others:
         pytest.skip("no second trainable family is available yet")
@@ -197,15 +197,15 @@ def test_switching_family_mid_run(win, pump, wait_until):
     i = win.family.combo.findData(name)
     win.family.combo.setCurrentIndex(i)
     win.family.combo.activated.emit(i)
-    assert win.worker is not old
-    wait_until(lambda: win.info.get("family") == name and win.step >= 20, 60, f"{name} training")
-    wait_until(lambda: old.isFinished(), 20, "the old worker to stop")
+    wait_until(lambda: win.worker is not old, 60, "the new run (built beside the old one)")
+    wait_until(lambda: getattr(win.info, "family", None) == name and win.step >= 20, 60, f"{name} training")
+    wait_until(lambda: old.is_alive() is False, 20, "the old worker to stop")
     assert win.playing
     win.set_playing(False)
     i = win.family.combo.findData("ddpm")
     win.family.combo.setCurrentIndex(i)
     win.family.combo.activated.emit(i)
-    wait_until(lambda: win.info.get("family") == "ddpm", 60, "ddpm again")
+    wait_until(lambda: getattr(win.info, "family", None) == "ddpm", 60, "ddpm again")
 
 
 def test_nan_loss_pauses_and_says_so(win, pump, wait_until):
@@ -222,7 +222,7 @@ def test_nan_loss_pauses_and_says_so(win, pump, wait_until):
     assert "nan" in win.errors[-1][1].lower() and "learning rate" in win.errors[-1][1]
     win._msgbox.close()
     win.restart("reset")                      # Reset rewinds to a fresh, healthy run
-    wait_until(lambda: bool(win.info), 60, "the reset run")
+    wait_until(lambda: win.ready(), 60, "the reset run")
     assert win.step == 0
 
 
@@ -238,10 +238,10 @@ def test_worker_exception_shows_message_and_window_survives(win, pump, wait_unti
     wait_until(lambda: len(win.errors) > n0, 40, "the error message")
     assert "simulated failure" in win.errors[-1][1]
     wait_until(lambda: not win.playing, 10, "the pause")
-    assert win.isVisible() and win.worker.isRunning()
+    assert win.isVisible() and win.worker.is_alive()
     win._msgbox.close()
     win.restart("reset")
-    wait_until(lambda: bool(win.info), 60, "the reset run")
+    wait_until(lambda: win.ready(), 60, "the reset run")
 
 
 def test_reset_gives_the_same_initialization(win, pump, wait_until):
@@ -250,7 +250,7 @@ def test_reset_gives_the_same_initialization(win, pump, wait_until):
     wait_until(lambda: win.step == 3, 40, "3 steps")
     first = win.losses.terms["loss"].raw.v.copy()
     qtbot_key(win, QtCore.Qt.Key.Key_R)
-    wait_until(lambda: bool(win.info) and win.step == 0, 60, "the rewound run")
+    wait_until(lambda: win.ready() and win.step == 0, 60, "the rewound run")
     win.step_once(3)
     wait_until(lambda: win.step == 3, 40, "3 steps again")
     assert np.allclose(win.losses.terms["loss"].raw.v, first)  # same seed, same batches, same losses
@@ -268,10 +268,10 @@ def test_views_menu_restores_a_closed_panel(win, pump):
     assert win.panel_visible("losses")
     win.docks["field"].close()
     pump(0.1)
-    assert "field" not in win._want()                             # hidden panels cost nothing
+    assert "field" not in win.ctl.want()                             # hidden panels cost nothing
     win.restore_layout()
     pump(0.1)
-    assert win.panel_visible("field") and "field" in win._want()
+    assert win.panel_visible("field") and "field" in win.ctl.want()
 
 
 def test_closing_mid_training_stops_the_worker(themed_app, wait_until):
@@ -280,8 +280,8 @@ def test_closing_mid_training_stops_the_worker(themed_app, wait_until):
     wait_until(lambda: w.step > 5, 120, "training")
     worker = w.worker
     w.close()
-    assert worker.isFinished()
-    assert all(r.isFinished() for r in w._retiring)
+    assert worker.is_alive() is False
+    assert all(r.is_alive() is False for r in w.ctl.slot.workers())
     w.deleteLater()
 
 

@@ -1,0 +1,523 @@
+"""The controller: from the controls to sessions and back. Configs, presets, restart, wants and
+the lifecycle of the runs; it draws nothing (the shell, app/shell.py, owns the widgets).
+
+Lifecycle (issue 9): a restart builds the new run in its own worker while the old one keeps
+running; only when the new run's RunInfo arrives is the old one retired (cancelled, then
+joined without blocking by the frame loop). A build that fails leaves the old run as it was,
+with a message. At most one run is building: a newer restart cancels the older build. Close
+cancels everything and waits at most a second in all.
+
+Several sessions under one controller (compare mode, issue 10): all of a run's lifecycle is
+in a `Slot` (its worker, the worker being built, the runs being retired, what the run last
+reported). The single-run window has one slot, `self.slot`; compare mode keeps a list of slots,
+each with its own panels, starts each one with `slot.start(cfg, ...)`, polls each one in
+`poll()`, and sends the shared Play / Step / Reset to every slot (`slot.send(cmd)` goes to the
+running worker and to the one being built, so nothing said during a build is lost).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+
+import numpy as np
+from PySide6 import QtCore
+
+from engines import data as D
+from engines import messages as M
+from engines.config import ConfigError, RunConfig, TrainConfig, build, train_config
+from engines.run import pick_device
+
+from . import presets
+from .panels import registry
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+SPEEDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, None]   # steps per frame; None = full speed
+CLOSE_WAIT_S = 1.0
+
+
+def dataset_is_image(dataset, data=None) -> bool:
+    """Is this an image run? The one place the window asks (before a run exists; a running run
+    says so in RunInfo.is_image)."""
+    if data is not None:
+        return np.ndim(data) == 4
+    return D.is_image(dataset) if isinstance(dataset, str) and dataset in D.names() else \
+        (D.is_file(dataset) or os.path.isdir(str(dataset))) and _image_path(dataset)
+
+
+def _image_path(path) -> bool:
+    from engines.data.images import is_image_path
+    return bool(is_image_path(path))
+
+
+class Slot:
+    """One run's lifecycle: the running worker, at most one being built, retired ones being joined."""
+
+    def __init__(self):
+        self.worker: Worker | None = None
+        self.building: Worker | None = None
+        self.retiring: list[Worker] = []
+        self.info: M.RunInfo | None = None
+        self.step = 0
+        self.steps_per_s = 0.0
+        self.lr = None
+        self.diverged_msg = ""
+
+    def start(self, cfg, data=None, **session_kw) -> Worker:
+        """Build a new run next to the current one; a build already under way is cancelled."""
+        if self.building is not None:
+            self._retire(self.building)
+        self.building = Worker(cfg, data, **session_kw)
+        self.building.start()
+        return self.building
+
+    def send(self, cmd):
+        for w in (self.worker, self.building):
+            if w is not None:
+                w.send(cmd)
+
+    def promote(self):
+        """The new run is ready: it becomes current, the old one is retired."""
+        if self.worker is not None:
+            self._retire(self.worker)
+        self.worker, self.building = self.building, None
+
+    def drop_building(self):
+        if self.building is not None:
+            self._retire(self.building)
+            self.building = None
+
+    def _retire(self, w: Worker):
+        w.stop()
+        self.retiring.append(w)
+
+    def reap(self):
+        """Join the retired workers that have ended (never blocks)."""
+        for w in list(self.retiring):
+            w.drain()
+            if w.join(0):
+                self.retiring.remove(w)
+
+    def workers(self) -> list[Worker]:
+        return [w for w in (self.worker, self.building) if w is not None] + self.retiring
+
+    def close(self, deadline: float) -> bool:
+        """Cancel everything; join until `deadline` (perf_counter). True when all have ended."""
+        for w in (self.worker, self.building):
+            if w is not None:
+                self._retire(w)
+        self.worker = self.building = None
+        for w in self.retiring:
+            w.stop()
+        for w in list(self.retiring):
+            if w.join(deadline - time.perf_counter()):
+                self.retiring.remove(w)
+        return not self.retiring
+
+
+class Controller(QtCore.QObject):
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        self.slot = Slot()
+        self.slots = [self.slot]
+        self.playing = False
+        self.play_seq = 0
+        self.dataset, self.data = "moons", None
+        self.cfg: RunConfig | None = None
+        self.preset_info: dict = {}
+        self.pending_level = None
+        self.resume_play = False          # paused only because the family has nothing to train
+        self.want_sent: M.Want | None = None
+        self.errors: list[tuple[str, str]] = []
+        self.closing = False
+        self._reported: set = set()       # (where, exception type, text) shown once
+        self._play_time, self._play_since = 0.0, None
+
+    # ================================================================ state of the current run
+    @property
+    def info(self) -> M.RunInfo | None:
+        return self.slot.info
+
+    @property
+    def worker(self) -> Worker | None:
+        return self.slot.worker
+
+    # ================================================================ configs
+    def current_config(self) -> RunConfig:
+        """The RunConfig the controls describe; ConfigError when something doesn't validate."""
+        w = self.win
+        fam = w.family.cls()
+        if fam is None:
+            raise ConfigError("no model family is available")
+        opts = w.family.form.validate() if w.family.form else {}
+        build(fam.Config, opts)
+        tv = w.train.values()
+        tv.update(w.train.form.validate())
+        tc = build(TrainConfig, tv)
+        sname = w.sampler.current
+        sopts = w.sampler.form.validate() if w.sampler.form else {}
+        if sname:
+            build(fam.samplers[sname], sopts)
+        return RunConfig(dataset=self.dataset, family=w.family.current, train=tc, options=opts,
+                         sampler=sname, sampler_options=sopts)
+
+    def is_image(self) -> bool:
+        return dataset_is_image(self.dataset, self.data)
+
+    def apply_train_defaults(self):
+        """Show the family's own training defaults (e.g. DDPM on points: batch 1024, lr 6e-3)."""
+        w = self.win
+        name = w.family.current
+        if not name or w.family.cls() is None:
+            return
+        try:
+            tc = train_config(name, self.is_image())
+        except ConfigError:
+            return
+        w.train.set_values({k: v for k, v in vars(tc).items() if k not in ("seed", "device", "threads")})
+
+    def set_family(self, name, options=None):
+        self.win.family.set_family(name, options)
+        self.win.sampler.set_family(self.win.family.cls())
+        self.apply_train_defaults()
+
+    def apply_preset(self, name: str, restart: bool = True):
+        w = self.win
+        p = presets.load(name)
+        cfg: RunConfig = p["cfg"]
+        if cfg.family not in w.family.classes:
+            raise ConfigError(f"preset {name}: family {cfg.family!r} is not available"
+                              + (f" ({w.family.broken[cfg.family]})" if cfg.family in w.family.broken else ""))
+        fam = w.family.classes[cfg.family]
+        build(fam.Config, cfg.options)               # fail before changing anything
+        if cfg.sampler:
+            if cfg.sampler not in fam.samplers:
+                raise ConfigError(f"preset {name}: {cfg.family} has no sampler {cfg.sampler!r}")
+            build(fam.samplers[cfg.sampler], cfg.sampler_options)
+        self.preset_info = p
+        w.family.set_family(cfg.family, cfg.options)
+        w.sampler.set_family(fam, cfg.sampler, cfg.sampler_options)
+        w.train.set_values({k: v for k, v in vars(cfg.train).items()})
+        self.dataset, self.data = cfg.dataset, None
+        if D.is_file(cfg.dataset) or os.path.isdir(cfg.dataset):
+            w.datasets.open_file(cfg.dataset, background=False)
+        else:
+            w.datasets.select(cfg.dataset, emit=False)
+        view = p["view"]
+        if "particles" in view:
+            w.particles.n.setValue(int(view["particles"]))
+        if "field_level" in view:
+            self.pending_level = view["field_level"]
+        if "speed" in view and view["speed"] in SPEEDS:
+            w.speed.setValue(SPEEDS.index(view["speed"]))
+        w.show_lesson(p["title"], p["lesson"] or "")
+        if restart:
+            self.restart(f"lesson {p['title']}")
+
+    def choose(self, family: str | None = None, dataset: str | None = None):
+        """Switch the family and/or the dataset (a name, a file or an image folder) as the
+        pickers would, then start a fresh run. ValueError for an unknown family or dataset,
+        ConfigError for a bad file."""
+        w = self.win
+        if family:
+            w.family.set_family(family)
+            w.sampler.set_family(w.family.cls())
+        if dataset:
+            if dataset in D.names():
+                w.datasets.select(dataset, emit=False)
+                self.dataset, self.data = dataset, None
+            elif D.is_file(dataset) or os.path.isdir(dataset):
+                before = len(self.errors)
+                ok = w.datasets.open_file(dataset, background=False)
+                if not ok:
+                    raise ConfigError(f"could not load {dataset}"
+                                      + (f": {self.errors[-1][1]}" if len(self.errors) > before else ""))
+                self.dataset, self.data = dataset, w.datasets.files[dataset]
+            else:
+                raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(D.names())}, "
+                                 f"or a file or folder path")
+        self.apply_train_defaults()
+        w.lesson.setVisible(False)
+        self.restart(f"{w.family.current} on {os.path.basename(str(self.dataset))}")
+
+    # ================================================================ lifecycle
+    def restart(self, reason: str = "") -> bool:
+        """Build a run from the controls (Reset, or a changed setting) next to the current one,
+        which goes on until the new one is ready. A setting that does not validate is shown
+        and nothing changes."""
+        try:
+            cfg = self.current_config()
+            pick_device(cfg.train.device)
+        except ConfigError as e:
+            self.invalid(str(e))
+            return False
+        w = self.win
+        img = dataset_is_image(cfg.dataset, self.data)
+        w.samples.set_image_mode(img)                 # sizes of what the new run is asked for
+        w.particles.set_image_mode(img)
+        want = M.Want.from_dict(self.want())
+        self.slot.start(cfg, self.data, playing=self.playing, want=want, speed=SPEEDS[w.speed.value()],
+                        sampler=cfg.sampler, sampler_options=cfg.sampler_options, stop_at=self.stop_target(),
+                        play_seq=self.play_seq)
+        self.pending_cfg = cfg
+        self.want_sent = want
+        w.particles.set_sampler_name(cfg.sampler)
+        w.samples.set_sampler_name(cfg.sampler)
+        if reason and reason != "start":
+            w.statusBar().showMessage(f"Starting a new run ({reason})…", 4000)
+        return True
+
+    def shutdown(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
+        """Stop every run; wait at most timeout_s in all. True when every thread has ended
+        (a thread still inside one long torch call is a daemon: it never holds up the exit)."""
+        if self.closing:
+            return True
+        self.closing = True
+        self._note_play(False)
+        deadline = time.perf_counter() + timeout_s
+        return all([s.close(deadline) for s in self.slots])
+
+    # ================================================================ commands
+    def send(self, cmd):
+        self.slot.send(cmd)
+
+    def set_playing(self, on: bool):
+        on = bool(on)
+        if on and self.info is not None and not self.info.trainable:
+            on = False
+        self.playing = on
+        self._note_play(on)
+        self.play_seq += 1
+        self.win.show_playing(on)
+        self.send(M.Play(on, self.play_seq))
+
+    def step_once(self, n: int = 1):
+        if self.playing:
+            self.set_playing(False)
+        self.send(M.Step(n))
+
+    def stop_target(self) -> M.StopAt:
+        w = self.win
+        kind = w.stop_kind.currentData()
+        if not kind:
+            return M.StopAt()
+        try:
+            return M.StopAt(kind, float(w.stop_value.text()))
+        except (ValueError, ConfigError):
+            return M.StopAt()
+
+    def stop_changed(self):
+        w = self.win
+        if w.stop_kind.currentData():
+            try:
+                M.StopAt(w.stop_kind.currentData(), w.stop_value.text())
+            except ConfigError as e:
+                self.invalid(f"stop at: {e}")
+                return
+        self.send(self.stop_target())
+
+    def speed_changed(self, steps_per_frame):
+        self.send(M.Speed(steps_per_frame))
+
+    def dataset_chosen(self, name, data):
+        old = (self.dataset, self.data)
+        was_image = dataset_is_image(*old)
+        self.dataset, self.data = name, data
+        if dataset_is_image(name, data) != was_image:
+            self.apply_train_defaults()  # points and images train with different batches
+        if not self.restart(f"dataset {os.path.basename(str(name))}"):
+            self.dataset, self.data = old
+
+    def family_chosen(self, name):
+        w = self.win
+        if self.preset_info:        # a lesson is about its own family: hide it for another one
+            w.lesson.setVisible(name == self.preset_info["cfg"].family)
+        w.sampler.set_family(w.family.cls())
+        self.apply_train_defaults()
+        self.restart(f"family {name}")
+
+    def sampler_changed(self, name, options):
+        w = self.win
+        w.particles.set_sampler_name(name)
+        w.samples.set_sampler_name(name)
+        self.send(M.Sampler(name, dict(options or {})))
+        if self.info is not None:
+            w.particles.request()
+
+    def train_changed(self, name, value):
+        if name in M.LIVE_TRAIN_SETTINGS and self.worker is not None:
+            try:
+                self.send(M.SetTrain(name, value))
+                self.cfg = self.current_config()
+            except ConfigError as e:
+                self.invalid(str(e))
+        else:
+            self.restart(f"{name} = {value}")
+
+    def invalid(self, msg):
+        self.errors.append(("Bad setting", msg))
+        self.win.statusBar().showMessage(f"⚠ {msg} (the run goes on with the previous value)", 10000)
+
+    def request_particles(self, n):
+        if self.info is not None and self.info.samplers:
+            self.send(M.Particles(int(n)))
+
+    # ================================================================ wants
+    def want(self) -> dict:
+        """The union of what the visible panels want (one loop over the registry)."""
+        w = {}
+        for spec in registry.PANELS:
+            if spec.wants and self.win.panel_visible(spec.key):
+                w.update(self.win.panels[spec.key].want())
+        return w
+
+    def update_want(self):
+        try:
+            want = M.Want.from_dict(self.want())
+        except ConfigError as e:
+            self.invalid(str(e))
+            return
+        if want != self.want_sent:
+            self.want_sent = want
+            self.send(want)
+
+    # ================================================================ messages
+    def poll(self):
+        """Called on every frame: join retired runs, hand every new message to its handler."""
+        for s in self.slots:
+            s.reap()
+        slot = self.slot
+        if slot.building is not None:
+            for msg in slot.building.drain():
+                self._guarded(self.dispatch_building, msg)
+        if slot.worker is not None:
+            for msg in slot.worker.drain():
+                self._guarded(self.dispatch, msg)
+
+    def _guarded(self, fn, msg):
+        """One message's handler failing never drops the others: shown once, logged."""
+        try:
+            fn(msg)
+        except Exception as e:
+            self.report(f"handling {type(msg).__name__}", e)
+
+    def report(self, where: str, e: Exception):
+        key = (where, type(e).__name__, str(e))
+        log.exception("%s failed", where)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.win.show_error(f"Drawing failed ({where})", f"{type(e).__name__}: {e}")
+
+    def dispatch_building(self, msg):
+        """Messages of the run being built: its RunInfo makes it current; a failure drops it."""
+        slot = self.slot
+        if isinstance(msg, M.RunInfo):
+            slot.promote()
+            self.cfg = getattr(self, "pending_cfg", self.cfg)
+            self.dispatch(msg)
+            for later in slot.worker.drain():        # anything it said after RunInfo
+                self._guarded(self.dispatch, later)
+        elif isinstance(msg, M.Error) and msg.fatal:
+            slot.drop_building()
+            keep = "the current run goes on" if slot.worker is not None else "no run is active"
+            self.win.show_error(msg.title, f"{msg.text}\n\nThe new run could not start; {keep}.")
+            self.sync_controls_to_run()
+        elif not isinstance(msg, M.Finished):
+            self.dispatch(msg)
+
+    def sync_controls_to_run(self):
+        """After a failed start: the toolbar tells the truth about the run that goes on."""
+        self.win.show_playing(self.playing and self.worker is not None)
+        if self.worker is None:
+            self.playing = False
+
+    def dispatch(self, msg):
+        w, slot = self.win, self.slot
+        if isinstance(msg, M.Snapshot):
+            slot.step, slot.steps_per_s, slot.lr = msg.step, msg.steps_per_s, msg.lr
+            slot.diverged_msg = msg.message if msg.diverged else ""   # the session reported it (Error)
+        elif isinstance(msg, M.RunInfo):
+            self._to_panels(msg)             # the panels first: _ready sets their levels
+            self._ready(msg)
+            return
+        elif isinstance(msg, M.Progress):
+            w.show_progress(msg)
+        elif isinstance(msg, M.Trajectory):
+            w.show_progress(None)
+            w.stats.set_values(nfe=(f"{msg.nfe:,} ({msg.steps} steps)" if msg.nfe else f"- ({msg.steps} steps)"),
+                               sample_time=f"{msg.seconds:.2f} s")
+        elif isinstance(msg, M.State):
+            # the session paused itself (diverged, target reached, an error); ignore a notice
+            # that predates the user's latest Play/Pause
+            if msg.seq >= self.play_seq and msg.playing != self.playing:
+                self.set_playing(msg.playing)
+        elif isinstance(msg, M.Notice):
+            w.statusBar().showMessage(msg.text, 10000)
+        elif isinstance(msg, M.Error):
+            w.show_error(msg.title, msg.text)
+        elif isinstance(msg, M.ViewsAvailable):
+            # the family's pictures exist once training has started (an EBM's chains): bring them to the front
+            if msg.available and slot.info is not None and not slot.info.has_views:
+                slot.info = replace(slot.info, has_views=True)
+                w.docks["views"].raise_()
+        self._to_panels(msg)
+
+    def _to_panels(self, msg):
+        for spec in registry.PANELS:
+            if isinstance(msg, spec.consumes):
+                try:
+                    registry.deliver(self.win.panels[spec.key], msg)
+                except Exception as e:
+                    self.report(f"{spec.key} panel, {type(msg).__name__}", e)
+
+    def _ready(self, info: M.RunInfo):
+        w, slot = self.win, self.slot
+        slot.info, slot.step, slot.diverged_msg = info, 0, ""
+        self._play_time, self._play_since = 0.0, None
+        if self.pending_level is not None and info.level:
+            w.field.level.set_value(self.pending_level)
+            self.pending_level = None
+        if not info.trainable:
+            # nothing to train: pause, and play again when the user moves on to a family that trains
+            self.resume_play = self.resume_play or self.playing
+            self.set_playing(False)
+        elif self.resume_play:
+            self.resume_play = False
+            self.set_playing(True)
+        w.set_trainable(info.trainable)
+        self._note_play(self.playing)
+        # a family with pictures of its own brings its panel to the front of the tab; one
+        # without a noise schedule shows its views panel (which says what it is waiting for)
+        has_schedule = any(k != "x_label" for k in (info.schedule or {}))
+        (w.docks["views"] if info.has_views or not has_schedule else w.docks["schedule"]).raise_()
+        QtCore.QTimer.singleShot(0, self.after_ready)
+        w.statusBar().showMessage(
+            f"{info.title} on {os.path.basename(str(self.dataset))}: {info.n_data:,} examples, "
+            f"{info.parameters:,} parameters, {info.device}" + ("" if self.playing else " — press Play (Space)"),
+            6000)
+
+    def after_ready(self):
+        """Once the panels have the new run: its wants, and a first particle run."""
+        w = self.win
+        self.want_sent = None
+        self.update_want()
+        if w.panel_visible("particles") and self.info is not None and self.info.samplers:
+            w.particles.request()
+
+    # ================================================================ numbers
+    def _note_play(self, on):
+        """Training time of the current run (for steps_per_s): counted while playing and ready."""
+        now = time.perf_counter()
+        if self._play_since is not None:
+            self._play_time += now - self._play_since
+            self._play_since = None
+        if on and self.info is not None:
+            self._play_since = now
+
+    def play_seconds(self) -> float:
+        now = time.perf_counter()
+        return self._play_time + (now - self._play_since if self._play_since is not None else 0.0)

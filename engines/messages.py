@@ -1,0 +1,282 @@
+"""What crosses the boundary of a Session: typed, frozen messages out and validated commands in.
+
+Out (Session -> window): RunInfo once a run is built, Snapshot (losses since the last one and,
+when wanted, field / views / samples), Trajectory (a recorded particle run), Progress (a long
+sampling job), State (playing or paused, and why), Notice (one status-bar line), Error (title +
+text, shown once), Finished (the session has ended, its thread may be joined).
+
+In (window -> Session): Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow,
+StopAt, Stop. Every command checks its values when it is made, with the same range checks as
+engines.config.build (SetTrain builds a TrainConfig), so no command reaches a Run unchecked.
+
+The arrays inside the messages are numpy copies owned by the message: a receiver on another
+thread may keep them. "Frozen" means no field is reassigned; receivers also never write into
+the arrays.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field as dc_field, replace
+
+import numpy as np
+
+from .config import ConfigError, TrainConfig, build
+
+LIVE_TRAIN_SETTINGS = ("lr", "batch", "grad_clip")    # changed in the running Run; the rest rebuild it
+MAX_PARTICLES = 200_000                                # points; image runs are capped by bytes (engines.session)
+MAX_SAMPLES = 100_000
+
+
+# ====================================================================== out
+@dataclass(frozen=True)
+class RunInfo:
+    """What the window needs to know about a freshly built run (once, before any Snapshot)."""
+    run_id: int
+    family: str
+    title: str
+    summary: str
+    dataset: str
+    capabilities: frozenset
+    level: dict | None                     # the family's noise-level slider: min, max, default, label...
+    samplers: tuple                        # sampler names
+    default_sampler: str
+    parameters: int
+    device: str
+    is_image: bool
+    data_shape: tuple                      # (2,) or (C, H, W)
+    n_data: int
+    trainable: bool
+    analytic: bool                         # an exact score is known (a Gaussian-mixture dataset)
+    threads: int
+    init_seconds: float
+    schedule: dict                         # name -> (x (K,), y (K,)), plus "x_label"
+    preview: np.ndarray                    # (<=3000, 2) points or (<=64, C, H, W) images, data coordinates
+    bounds: tuple | None                   # (xmin, xmax, ymin, ymax) for points, None for images
+    sampler_levels: np.ndarray | None      # the sampler's noise levels (for the schedule marker)
+    has_views: bool                        # the family draws pictures of its own (Family.views)
+    reference: dict = dc_field(default_factory=dict)   # real-data quality figures (FID/IS of real images)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Plain values and numpy arrays only: safe to hand to another thread."""
+    step: int
+    wall_time: float
+    loss_steps: np.ndarray                 # (k,) steps of the loss records since the last snapshot
+    losses: dict                           # term -> (k,) float64
+    lr: float
+    steps_per_s: float
+    field: dict | None = None              # xs (R,), ys (R,), score (R, R, 2), maps (R, R), level, alpha_sigma
+    samples: np.ndarray | None = None      # (n, 2) or (n, C, H, W), data coordinates
+    views: dict | None = None              # family-specific pictures (Family.views)
+    metrics: dict = dc_field(default_factory=dict)
+    message: str = ""                      # e.g. why the run paused
+    diverged: bool = False
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A recorded sampling run: F frames of n particles (F capped by bytes, evenly decimated)."""
+    frames: np.ndarray                     # (F, n, 2) or (F, n, C, H, W) float32, data coordinates
+    i: np.ndarray                          # (F,) sampler step of each frame
+    t: np.ndarray                          # (F,) the sampler's time (nan where undefined)
+    sigma: np.ndarray                      # (F,) noise level (nan where undefined)
+    nfe: int                               # network evaluations
+    steps: int                             # sampler steps
+    seconds: float
+    step: int                              # training step of the model that sampled
+    sampler: str
+    diverged: int = 0                      # particles that ended non-finite (drawn as "diverged")
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A long sampling job is under way (job 'samples' or 'particles'); done=True ends it."""
+    job: str
+    i: int = 0
+    total: int | None = None
+    elapsed: float = 0.0
+    x: np.ndarray | None = None            # (n, 2) latest particles (particle jobs only)
+    t: float = math.nan
+    sigma: float = math.nan
+    done: bool = False
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class State:
+    """The session paused or resumed itself (divergence, a target reached, an error)."""
+    playing: bool
+    seq: int                               # the window's Play/Pause count this answers
+    step: int
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Error:
+    title: str
+    text: str
+    run_id: int = 0
+    fatal: bool = False                    # the run could not be built: the session has ended
+
+
+@dataclass(frozen=True)
+class SamplerLevels:
+    levels: np.ndarray | None
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class ViewsAvailable:
+    """After the first training steps a family may start drawing views (EBM chains...)."""
+    available: bool
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    run_id: int = 0
+
+
+def stamped(msg, run_id: int):
+    return replace(msg, run_id=run_id)
+
+
+# ====================================================================== in
+def _finite(name, v, lo=None, hi=None):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {v!r} is not a number") from None
+    if not math.isfinite(v):
+        raise ConfigError(f"{name}: must be a finite number, got {v!r}")
+    if lo is not None and v < lo:
+        raise ConfigError(f"{name}: {v:g} is below the smallest sensible value {lo:g}")
+    if hi is not None and v > hi:
+        raise ConfigError(f"{name}: {v:g} is above the largest sensible value {hi:g}")
+    return v
+
+
+def _count(name, v, lo, hi):
+    return int(_finite(name, v, lo, hi))
+
+
+@dataclass(frozen=True)
+class Play:
+    on: bool = True
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    n: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "n", _count("step count", self.n, 1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class Speed:
+    """steps_per_frame None = full speed; otherwise slow motion at the window's ~30 frames/s."""
+    steps_per_frame: float | None = None
+
+    def __post_init__(self):
+        if self.steps_per_frame is not None:
+            object.__setattr__(self, "steps_per_frame", _finite("speed", self.steps_per_frame, 1e-3, 1e5))
+
+
+@dataclass(frozen=True)
+class SetTrain:
+    """A live training setting (lr, batch, grad_clip), range-checked by building a TrainConfig."""
+    name: str
+    value: float
+
+    def __post_init__(self):
+        if self.name not in LIVE_TRAIN_SETTINGS:
+            raise ConfigError(f"{self.name} cannot change in a running run (live: {', '.join(LIVE_TRAIN_SETTINGS)})")
+        tc = build(TrainConfig, {self.name: self.value})
+        object.__setattr__(self, "value", getattr(tc, self.name))
+
+
+@dataclass(frozen=True)
+class Want:
+    """What the visible panels need computed. field: dict(resolution, level, ...); views: dict
+    (n, level, t...); samples: dict(n, every). None = not wanted."""
+    field: dict | None = None
+    views: dict | None = None
+    samples: dict | None = None
+
+    def __post_init__(self):
+        if self.field is not None:
+            f = dict(self.field)
+            if "resolution" in f:
+                f["resolution"] = _count("field resolution", f["resolution"], 2, 256)
+            object.__setattr__(self, "field", f)
+        if self.samples is not None:
+            s = dict(self.samples)
+            s["n"] = _count("samples", s.get("n", 1000), 1, MAX_SAMPLES)
+            s["every"] = _finite("samples every", s.get("every", 3.0), 0.05, 3600)
+            object.__setattr__(self, "samples", s)
+        if self.views is not None:
+            object.__setattr__(self, "views", dict(self.views))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Want":
+        d = dict(d or {})
+        return cls(field=d.get("field"), views=d.get("views"), samples=d.get("samples"))
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in (("field", self.field), ("views", self.views), ("samples", self.samples))
+                if v is not None}
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """The sampler for samples and particles; its options are checked against the family's
+    sampler Config by the session (which knows the family)."""
+    name: str = ""
+    options: dict = dc_field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Particles:
+    n: int = 1000
+    seed: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "n", _count("particles", self.n, 1, MAX_PARTICLES))
+
+
+@dataclass(frozen=True)
+class SamplesNow:
+    pass
+
+
+@dataclass(frozen=True)
+class StopAt:
+    """Pause when the loss (mean of the last 50 steps) or the sample quality (energy distance
+    in multiples of the iid level) reaches value. kind None: never."""
+    kind: str | None = None
+    value: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in (None, "loss", "metric"):
+            raise ConfigError(f"stop at: unknown target {self.kind!r} (loss or metric)")
+        if self.kind is not None:
+            object.__setattr__(self, "value", _finite("stop at", self.value))
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+COMMANDS = (Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow, StopAt, Stop)

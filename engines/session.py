@@ -1,0 +1,661 @@
+"""Session: one Run, what the viewers want from it, and when each piece of work is done. No Qt.
+
+A caller (the app's worker thread, a test with a fake clock, Run.iterate) drives it:
+
+    s = Session(cfg, clock=clock)
+    s.build()                           # the Run, cancellable; posts RunInfo (or a fatal Error)
+    s.handle(messages.Play(True))       # commands (engines.messages), validated when made
+    job = s.next_job(clock())           # the next piece of work, or None (then: wait s.wake_in(now))
+    job.run()                           # trains a chunk, or computes a snapshot / samples / particles
+    s.drain()                           # the typed messages produced so far
+
+The rate policy (engines.pacing) sizes training chunks to ~20 ms and lets each side job take at
+most its share of the wall time by its measured cost. Cancellation is cooperative: `cancel()`
+(any thread) makes the next check raise Cancelled: between data-loading chunks and phases of
+Run construction, between training chunks, and in every sampler callback; the caller's
+`pending(kinds)` predicate lets a waiting command interrupt a long sampling job, which is then
+re-run later if still wanted. So Stop is honoured within one chunk or one sampler step.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import messages as M
+from .config import ConfigError
+from .history import loss_mean_recent
+from .nets import count_parameters
+from .pacing import Budget, Pacer
+
+FRAME_HZ = 30.0                   # the window's frame rate that "steps per frame" refers to
+PROGRESS_S = 0.1                  # progress messages during long sampling
+PROGRESS_AFTER_S = 1.0            # ...once a sampling job has run this long
+MAX_TRAJECTORY_BYTES = 48 << 20   # recorded particle frames (decimated by 2 when exceeded)
+MAX_SAMPLE_BYTES = 16 << 20       # one sample set
+SAMPLE_BATCH_BYTES = 4 << 20      # sampled per call (images: a few hundred at a time)
+CHECKPOINT = Budget(share=0.02, min_period=2.0)     # last good weights, for recovery after divergence
+
+
+class Cancelled(Exception):
+    """Raised at a cancellation check once Session.cancel() was called (from any thread)."""
+
+
+class Interrupted(Exception):
+    """A waiting command makes the running sampling job pointless or urgent: it is dropped,
+    the command handled, and the job runs again later if still wanted."""
+
+
+@dataclass
+class Job:
+    kind: str                     # train, step, snapshot, samples, particles, checkpoint
+    fn: Callable[[], None]
+
+    def run(self):
+        self.fn()
+
+
+def describe_error(e: BaseException) -> str:
+    """The message a person can act on, with the last frames of the traceback for a bug report."""
+    if isinstance(e, ConfigError):
+        return str(e)
+    tail = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:]).strip()
+    return f"{type(e).__name__}: {e}\n\n{tail}"
+
+
+def _f(v) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+class Session:
+    def __init__(self, cfg, data=None, *, run_id: int = 0, want: M.Want | dict | None = None,
+                 playing: bool = False, speed: float | None = None, sampler: str = "",
+                 sampler_options: dict | None = None, stop_at: M.StopAt | None = None, play_seq: int = 0,
+                 clock: Callable[[], float] = time.perf_counter,
+                 pending: Callable[[tuple], bool] | None = None, run=None, make_run=None):
+        """make_run(cfg, data=..., cancel=...) builds the Run (engines.run.Run; passed in so
+        that this module does not import run.py, which drives a Session in Run.iterate);
+        or `run` is an existing Run."""
+        self.cfg, self.data, self.run_id = cfg, data, run_id
+        self.make_run = make_run
+        self.clock = clock
+        self.pending = pending or (lambda kinds: False)
+        self.cancel_event = threading.Event()
+        self.outbox: deque = deque()
+        self.run = run
+        self.info: M.RunInfo | None = None
+        self.pacer = Pacer()
+        self.pacer.budgets["checkpoint"] = CHECKPOINT
+        self.want = want if isinstance(want, M.Want) else M.Want.from_dict(want)
+        self.playing = bool(playing)
+        self.play_seq = play_seq
+        self.speed = speed
+        self.sampler, self.sampler_options = sampler or "", dict(sampler_options or {})
+        self.stop_at = stop_at or M.StopAt()
+        self.finished = False
+        # what is owed to the viewers
+        self.dirty = True                 # steps the window has not seen
+        self.force_field = self.force_views = True
+        self.force_samples = False
+        self.field_step = self.views_step = self.samples_step = -1
+        self.steps_pending = 0            # from Step(n)
+        self.particles_req: M.Particles | None = None
+        self.views_probe = False
+        self._budget, self._t_budget = 0.0, None
+        self._good = None                 # (step, weights) of the last finite model
+        self._reference_cache: dict[int, dict] = {}
+        self._steps_hint: dict = {}       # sampler -> steps it took last time (progress totals)
+
+    # ================================================================ outside
+    def post(self, msg):
+        self.outbox.append(replace(msg, run_id=self.run_id))
+
+    def drain(self) -> list:
+        out = []
+        while self.outbox:
+            out.append(self.outbox.popleft())
+        return out
+
+    def cancel(self):
+        """Any thread: stop whatever runs at its next check (within one chunk / sampler step)."""
+        self.cancel_event.set()
+
+    def check(self):
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+    # ================================================================ building
+    def build(self) -> bool:
+        """Construct the Run (cancellable); posts RunInfo, or a fatal Error and ends the session."""
+        t0 = self.clock()
+        try:
+            if self.run is None:
+                self.run = self.make_run(self.cfg, data=self.data, cancel=self.check)
+            self.check()
+            self.info = self._run_info(self.run, self.clock() - t0)
+        except Cancelled:
+            self.finished = True
+            return False
+        except ConfigError as e:
+            self.post(M.Error("Bad setting", str(e), fatal=True))
+            self.finished = True
+            return False
+        except Exception as e:
+            self.post(M.Error("Could not start the run", describe_error(e), fatal=True))
+            self.finished = True
+            return False
+        self.post(self.info)
+        self.views_probe = not self.info.has_views
+        # while playing, the first samples come one period into training, not before the first step
+        self.pacer.last_end.setdefault("samples", self.clock())
+        return True
+
+    def _run_info(self, run, seconds: float) -> M.RunInfo:
+        fam = run.family
+        try:
+            sch = fam.schedule() or {}
+            schedule = {k: (v if k == "x_label" else (np.asarray(v[0], float), np.asarray(v[1], float)))
+                        for k, v in sch.items()}
+        except Exception as e:
+            schedule = {}
+            self.post(M.Notice(f"schedule unavailable: {e}"))
+        idx = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(0))
+        preview = run.data[idx[:64 if run.is_image else 3000]].numpy().copy()
+        self.check()
+        try:    # does this family draw pictures of its own? (the window shows that panel then)
+            has_views = bool(run.views(dict(self.want.views or {"n": 200})))
+        except Exception:
+            has_views = False
+        return M.RunInfo(
+            run_id=self.run_id, family=fam.name, title=fam.title or fam.name, summary=fam.summary,
+            dataset=str(run.cfg.dataset), capabilities=frozenset(fam.capabilities),
+            level=dict(fam.level) if fam.level else None, samplers=tuple(fam.samplers),
+            default_sampler=fam.default_sampler, parameters=count_parameters(fam.net), device=str(run.device),
+            is_image=run.is_image, data_shape=tuple(run.data.shape[1:]), n_data=len(run.data),
+            trainable=fam.trainable, analytic="mixture_data" in fam.context, threads=torch.get_num_threads(),
+            init_seconds=seconds, schedule=schedule, preview=preview,
+            bounds=None if run.is_image else run.bounds(), sampler_levels=self._sampler_levels(),
+            has_views=has_views)
+
+    def _sampler_levels(self):
+        try:
+            name, opts = self.run.family.sampler_options(self.sampler or None, self.sampler_options)
+            lv = self.run.family.sampler_levels(name, opts)
+            return None if lv is None else np.asarray(lv, float)
+        except Exception:
+            return None
+
+    # ================================================================ commands
+    def handle(self, cmd):
+        """Apply one command (engines.messages). A bad value posts an Error; nothing is lost."""
+        run = self.run
+        if isinstance(cmd, M.Stop):
+            self.cancel()
+            self.finished = True
+        elif isinstance(cmd, M.Play):
+            self.play_seq = cmd.seq
+            self._budget, self._t_budget = 0.0, None
+            on = bool(cmd.on)
+            if on and run is not None and run.diverged:
+                if not self._recover():
+                    self.post(M.Notice(run.diverged))
+                    on = False
+                    self.post(M.State(False, self.play_seq, run.step))
+            self.playing = on
+            self.steps_pending = 0 if on else self.steps_pending
+            self.dirty = True
+        elif isinstance(cmd, M.Step):
+            if self.playing:
+                self.playing = False
+                self.post(M.State(False, self.play_seq, run.step if run else 0))
+            if run is not None and run.diverged and not self._recover():
+                self.post(M.Notice(run.diverged))
+                return
+            self.steps_pending += cmd.n
+        elif isinstance(cmd, M.Speed):
+            self.speed = cmd.steps_per_frame
+            self._budget = 0.0
+        elif isinstance(cmd, M.SetTrain):
+            self._set_train(cmd)
+        elif isinstance(cmd, M.Want):
+            old, self.want = self.want, cmd
+            self.force_field |= cmd.field != old.field
+            self.force_views |= cmd.views != old.views
+            self.force_samples |= bool(cmd.samples) and not old.samples
+            self.dirty = True
+        elif isinstance(cmd, M.Sampler):
+            if run is not None:
+                try:
+                    run.family.sampler_options(cmd.name or None, cmd.options)
+                except (ConfigError, ValueError) as e:
+                    self.post(M.Error("Bad sampler setting", str(e)))
+                    return
+            self.sampler, self.sampler_options = cmd.name or "", dict(cmd.options)
+            if run is not None:
+                self.post(M.SamplerLevels(self._sampler_levels()))
+            self.force_samples = bool(self.want.samples)
+        elif isinstance(cmd, M.Particles):
+            self.particles_req = cmd
+        elif isinstance(cmd, M.SamplesNow):
+            self.force_samples = True
+        elif isinstance(cmd, M.StopAt):
+            self.stop_at = cmd
+        else:
+            raise TypeError(f"not a session command: {cmd!r}")
+
+    def _set_train(self, cmd: M.SetTrain):
+        run = self.run
+        if run is None:
+            return
+        try:
+            setter = getattr(run, "set_train_setting", None)
+            if setter is not None:
+                setter(cmd.name, cmd.value)
+            elif cmd.name == "lr":
+                run.set_lr(float(cmd.value))
+            else:
+                setattr(run.cfg.train, cmd.name, cmd.value)
+        except ConfigError as e:
+            self.post(M.Error("Bad setting", str(e)))
+            return
+        self.post(M.Notice(f"{cmd.name} set to {cmd.value:g} from step {run.step} on"))
+        if run.diverged:
+            self._recover()
+
+    # ------------------------------------------------------------ divergence
+    def _checkpoint(self):
+        """Copy the weights and optimizer state of a healthy model (bounded by CHECKPOINT's share)."""
+        run = self.run
+        fam = run.family
+        self._good = (run.step, copy.deepcopy(fam.net.state_dict()),
+                      copy.deepcopy(fam.ema_net.state_dict()) if fam.ema_net is not None else None,
+                      [copy.deepcopy(o.state_dict()) for o in run.optimizers])
+
+    def _recover(self) -> bool:
+        """After a divergence: back to the last good weights, so that a lowered learning rate
+        (the message's advice) and Play continue the run. False when there is nothing to go back to."""
+        run = self.run
+        if not run.diverged or self._good is None:
+            return not run.diverged
+        step, net, ema, opts = self._good
+        fam = run.family
+        fam.net.load_state_dict(net)
+        if ema is not None and fam.ema_net is not None:
+            fam.ema_net.load_state_dict(ema)
+        for o, s in zip(run.optimizers, opts):
+            o.load_state_dict(copy.deepcopy(s))
+        run.diverged = ""
+        self.post(M.Notice(f"weights restored from step {step} (before the divergence); "
+                           f"learning rate {run.lr:g}"))
+        self.dirty = self.force_field = self.force_views = True
+        return True
+
+    # ================================================================ scheduling
+    def next_job(self, now: float) -> Job | None:
+        """The most urgent piece of work at time `now`, or None (nothing is due)."""
+        if self.finished or self.run is None:
+            return None
+        run, pacer = self.run, self.pacer
+        if self.steps_pending:
+            return Job("step", self._step_job)
+        if self.particles_req is not None and pacer.due("particles", now, self.playing):
+            return Job("particles", self._particles_job)
+        if self._samples_due(now):
+            return Job("samples", self._samples_job)
+        if self.dirty and pacer.due("snapshot", now, self.playing):
+            return Job("snapshot", self._snapshot_job)
+        if self.playing and run.family.trainable and not run.diverged:
+            if self.speed is None or self._slow_motion_steps(now) >= 1:
+                if self._good is None or (pacer.due("checkpoint", now, True) and run.step > 0):
+                    return Job("checkpoint", self._checkpoint_job)
+                return Job("train", self._train_job)
+        return None
+
+    def wake_in(self, now: float) -> float:
+        """With no job due: how long the caller may wait for a command before asking again."""
+        if self.finished or self.run is None:
+            return 0.05
+        due = []
+        if self.particles_req is not None:
+            due.append(self.pacer.next_due("particles", self.playing))
+        if self.dirty:
+            due.append(self.pacer.next_due("snapshot", self.playing))
+        if self.want.samples and not self.run.diverged:
+            due.append(self.pacer.next_due("samples", self.playing, self._samples_period()))
+        if self.playing and self.speed is not None:
+            due.append(now + 1.0 / FRAME_HZ)
+        if not due:
+            return 0.05
+        return float(min(max(min(due) - now, 0.001), 0.05))
+
+    def _slow_motion_steps(self, now: float) -> int:
+        """Slow motion: `speed` steps per window frame, from a budget that fills with time
+        (at most two frames' worth, so a pause does not bank steps)."""
+        t = self._t_budget if self._t_budget is not None else now
+        self._budget = min(self._budget + (now - t) * self.speed * FRAME_HZ, max(1.0, self.speed * 2))
+        self._t_budget = now
+        return int(self._budget)
+
+    def _samples_period(self) -> float:
+        return float((self.want.samples or {}).get("every", 3.0))
+
+    def _samples_due(self, now: float) -> bool:
+        if not self.want.samples or self.run.diverged or not self.run.family.samplers:
+            self.force_samples = False
+            return False
+        if self.force_samples:
+            return True
+        if self.run.step == self.samples_step:
+            return False
+        if self.playing:
+            # looping particle trajectories already refresh the samples (their last frame)
+            last_p = self.pacer.last_end.get("particles")
+            if self.particles_req is not None or (last_p is not None and now - last_p < 2 * self._samples_period()):
+                return False
+        return self.pacer.due("samples", now, self.playing, self._samples_period())
+
+    def _timed(self, kind, fn):
+        t0 = self.clock()
+        try:
+            return fn()
+        finally:
+            self.pacer.record(kind, t0, self.clock())
+
+    # ================================================================ jobs
+    def _train_steps(self, k: int) -> int:
+        run = self.run
+        t0 = self.clock()
+        try:
+            done = run.train(k)
+        except Cancelled:
+            raise
+        except Exception as e:
+            self._fail("Training failed", e)
+            return 0
+        self.pacer.record_chunk(k, done, self.clock() - t0)
+        if done:
+            self.dirty = True
+        if run.diverged:
+            self.post(M.Error("Training diverged", run.diverged))   # before the pause that it explains
+            self._pause()
+            self.force_field = True
+        elif self.stop_at.kind == "loss" and self.playing:
+            recent = loss_mean_recent(run.history.get("loss"), 50)
+            if recent is not None and recent <= self.stop_at.value:
+                self._pause()
+                self.post(M.Notice(f"Stopped at step {run.step}: the loss (mean of the last 50 steps) "
+                                   f"{recent:.4g} reached the target {self.stop_at.value:g}."))
+        if self.views_probe and run.step > 0:
+            self.views_probe = False
+            try:
+                self.post(M.ViewsAvailable(bool(run.views({"n": 8}))))
+            except Exception:
+                pass
+        return done
+
+    def _train_job(self):
+        self.check()
+        k = self.pacer.chunk if self.speed is None else int(self._budget)
+        if k <= 0:
+            return
+        done = self._train_steps(k)
+        if self.speed is not None:
+            self._budget -= k
+
+    def _step_job(self):
+        self.check()
+        k = min(self.steps_pending, self.pacer.chunk)
+        done = self._train_steps(k)
+        self.steps_pending = 0 if (done < k or self.run.diverged) else self.steps_pending - k
+        self.force_field = self.force_views = True
+
+    def _checkpoint_job(self):
+        self._timed("checkpoint", self._checkpoint)
+
+    def _pause(self):
+        if self.playing:
+            self.playing = False
+            self.post(M.State(False, self.play_seq, self.run.step))
+
+    def _fail(self, title, e, pause=True):
+        if pause:
+            self._pause()
+        self.post(M.Error(title, describe_error(e)))
+
+    def _snapshot_job(self):
+        run, now = self.run, self.clock()
+        snap = self._timed("snapshot", lambda: run.snapshot({}))
+        extra = {}
+        w = self.want
+        if w.field is not None and not run.is_image and (
+                self.force_field or (run.step != self.field_step and self.pacer.due("field", now, self.playing))):
+            try:
+                field = self._timed("field", lambda: run.field(**w.field))
+                level = w.field.get("level")
+                try:
+                    alpha_sigma = run.level_sigma(level)
+                except Exception:
+                    alpha_sigma = None
+                extra["field"] = {**field, "level": level, "alpha_sigma": alpha_sigma}
+            except Cancelled:
+                raise
+            except Exception as e:
+                self.want = replace(self.want, field=None)     # don't repeat a failing view every frame
+                self._fail("Computing the field failed", e, pause=False)
+            self.field_step, self.force_field = run.step, False
+        elif w.field is None or run.is_image:
+            self.force_field = False
+        if w.views is not None and (
+                self.force_views or (run.step != self.views_step and self.pacer.due("views", now, self.playing))):
+            try:
+                extra["views"] = self._timed("views", lambda: run.views(w.views))
+            except Cancelled:
+                raise
+            except Exception as e:
+                self.want = replace(self.want, views=None)
+                self._fail("Computing the family's views failed", e, pause=False)
+            self.views_step, self.force_views = run.step, False
+        elif w.views is None:
+            self.force_views = False
+        self.post(replace(snap, **extra) if extra else snap)
+        self.dirty = self.force_field or self.force_views
+
+    # ------------------------------------------------------------ sampling
+    def _sample_cap(self, n: int) -> int:
+        """At most MAX_SAMPLE_BYTES of float32 samples."""
+        per = 4 * int(np.prod(self.run.data.shape[1:]))
+        return max(1, min(n, MAX_SAMPLE_BYTES // per))
+
+    def _count_nfe(self):
+        """A forward pre-hook on the sampling network counts network evaluations."""
+        counter = [0]
+        try:
+            handle = self.run.family.model.register_forward_pre_hook(lambda mod, args: counter.__setitem__(0, counter[0] + 1))
+        except Exception:
+            handle = None
+        return counter, handle
+
+    def _samples_job(self):
+        run, w = self.run, self.want.samples
+        self.force_samples = False
+        self.samples_step = run.step
+        n = self._sample_cap(int(w["n"]))
+        per = 4 * int(np.prod(run.data.shape[1:]))
+        batch = max(1, SAMPLE_BATCH_BYTES // per)
+        t0 = self.clock()
+        state = dict(last=t0, i=0)
+        total = self._steps_hint.get(self.sampler)
+
+        def cb(info):
+            self.check()
+            if self.pending((M.Stop, M.Step, M.Sampler, M.Want, M.Play)):
+                raise Interrupted()
+            state["i"] += 1
+            now = self.clock()
+            if now - t0 > PROGRESS_AFTER_S and now - state["last"] >= PROGRESS_S:
+                state["last"] = now
+                self.post(M.Progress("samples", i=state["i"], total=total, elapsed=now - t0))
+        counter, handle = self._count_nfe()
+        try:
+            parts, seed = [], run.cfg.train.seed + 1
+            for start in range(0, n, batch):    # batched: memory stays flat for large image sets
+                parts.append(run.sample(min(batch, n - start), self.sampler or None, self.sampler_options,
+                                        seed=seed + start, callback=cb))
+            x = torch.cat(parts)
+            metrics = run.evaluate(x) if torch.isfinite(x).all() else dict(diverged=int((~torch.isfinite(x.flatten(1)).all(1)).sum()))
+            if "fid" in metrics:
+                metrics["reference"] = self._reference(len(x))
+        except Interrupted:
+            self.samples_step = -1           # not done: again right after the command
+            self.force_samples = True
+            self.post(M.Progress("samples", done=True))
+            return
+        except Cancelled:
+            raise
+        except Exception as e:
+            # shown once; the samples stay wanted and are tried again at the next model change
+            self._fail("Sampling failed", e, pause=False)
+            self.post(M.Progress("samples", done=True))
+            return
+        finally:
+            if handle is not None:
+                handle.remove()
+            self.pacer.record("samples", t0, self.clock())
+        seconds = self.clock() - t0
+        metrics.update(nfe=counter[0] // max(1, len(parts)),     # evaluations per sample set
+                       sample_seconds=seconds, samples_step=run.step)
+        self._post_samples(x.numpy().copy(), metrics)
+
+    def _post_samples(self, samples: np.ndarray, metrics: dict):
+        snap = self.run.snapshot({})
+        self.post(replace(snap, samples=samples, metrics={**snap.metrics, **metrics}))
+        q = metrics.get("energy_distance_x_iid")
+        if q is not None and self.playing and self.stop_at.kind == "metric" and q <= self.stop_at.value:
+            self._pause()
+            self.post(M.Notice(f"Stopped at step {self.run.step}: energy distance {q:.2f} × iid "
+                               f"reached the target {self.stop_at.value:g}"))
+
+    def _reference(self, n: int) -> dict:
+        """The digit classifier's figures for n real images of this run: what a perfect model's
+        n samples would score (shown next to the samples' own)."""
+        if n not in self._reference_cache:
+            from .digit_classifier import run_metrics
+            idx = torch.randperm(len(self.run.data), generator=torch.Generator().manual_seed(3))[:n]
+            try:
+                self._reference_cache[n] = run_metrics(self.run.cfg.dataset, self.run.data[idx])
+            except Exception:
+                self._reference_cache[n] = {}
+        return self._reference_cache[n]
+
+    def _particles_job(self):
+        req, run = self.particles_req, self.run
+        n = self._sample_cap(req.n)
+        per_frame = 4 * n * int(np.prod(run.data.shape[1:]))
+        frames, meta = [], []
+        state = dict(stride=1, count=0, last=self.clock(), latest=None)
+        total = self._steps_hint.get(self.sampler)
+        t0 = self.clock()
+
+        def cb(info):
+            self.check()
+            if self.pending((M.Stop, M.Particles, M.Sampler, M.Step, M.Play)):
+                raise Interrupted()
+            c, x = state["count"], info["x"]
+            if c % state["stride"] == 0:
+                frames.append(x.numpy().astype(np.float32, copy=True))
+                meta.append((c, _f(info.get("t")), _f(info.get("sigma"))))
+                if len(frames) * per_frame > MAX_TRAJECTORY_BYTES and len(frames) > 2:
+                    del frames[1::2]
+                    del meta[1::2]
+                    state["stride"] *= 2
+            state["count"] = c + 1
+            state["latest"] = info
+            now = self.clock()
+            if now - state["last"] >= PROGRESS_S:
+                state["last"] = now
+                self.post(M.Progress("particles", i=c + 1, total=total, elapsed=now - t0,
+                                     x=x.numpy().astype(np.float32, copy=True),
+                                     t=_f(info.get("t")), sigma=_f(info.get("sigma"))))
+        counter, handle = self._count_nfe()
+        try:
+            x = run.sample(n, self.sampler or None, self.sampler_options, seed=req.seed, callback=cb)
+        except Interrupted:
+            self.post(M.Progress("particles", done=True))
+            return                            # the request stays: run again when due
+        except Cancelled:
+            raise
+        except Exception as e:
+            self.particles_req = None
+            self._fail("Sampling failed", e, pause=False)
+            self.post(M.Progress("particles", done=True))
+            return
+        finally:
+            if handle is not None:
+                handle.remove()
+            self.pacer.record("particles", t0, self.clock())
+        if self.particles_req is req:
+            self.particles_req = None
+        final = x.numpy().astype(np.float32, copy=True)
+        if not frames or meta[-1][0] != state["count"] - 1:
+            lt = state["latest"] or {}
+            frames.append(final)
+            meta.append((state["count"] - 1, _f(lt.get("t")), _f(lt.get("sigma"))))
+        self._steps_hint[self.sampler] = state["count"]
+        m = np.asarray(meta, dtype=float).reshape(-1, 3)
+        bad = int((~np.isfinite(final.reshape(len(final), -1)).all(1)).sum())
+        seconds = self.clock() - t0
+        self.post(M.Trajectory(frames=np.stack(frames), i=m[:, 0], t=m[:, 1], sigma=m[:, 2], nfe=counter[0],
+                               steps=state["count"], seconds=seconds, step=run.step, sampler=self.sampler,
+                               diverged=bad))
+        if self.want.samples and not run.diverged and bad == 0:
+            # the trajectory's last frame is a fresh sample of the current model: it refreshes
+            # the Samples panel too, instead of a second sampling pass
+            try:
+                metrics = run.evaluate(torch.from_numpy(final))
+                if "fid" in metrics:
+                    metrics["reference"] = self._reference(len(final))
+            except Exception:
+                metrics = {}
+            metrics.update(nfe=counter[0], sample_seconds=seconds, samples_step=run.step)
+            self._post_samples(final, metrics)
+            self.samples_step = run.step
+            self.force_samples = False
+            self.pacer.last_end["samples"] = self.clock()
+
+    # ================================================================ driving it without a thread
+    def iterate(self, steps_per_snapshot: int = 100, max_steps: int | None = None, seconds: float | None = None,
+                want: dict | None = None):
+        """Run.iterate: train in chunks of steps_per_snapshot through the same training path as
+        the app (_train_steps: divergence, stop targets), yielding a Snapshot after each chunk;
+        stops at max_steps, after `seconds`, on divergence or a reached target."""
+        run, start = self.run, self.clock()
+        self.playing = True
+        while True:
+            k = steps_per_snapshot if max_steps is None else min(steps_per_snapshot, max_steps - run.step)
+            if k <= 0:
+                return
+            done = self._train_steps(k)
+            self.drain()
+            yield run.snapshot(want)
+            if done < k or not self.playing or (seconds is not None and self.clock() - start >= seconds):
+                return
+
+
+    def work(self) -> bool:
+        """Do the next due job; False when nothing was due."""
+        job = self.next_job(self.clock())
+        if job is None:
+            return False
+        job.run()
+        return True
