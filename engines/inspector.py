@@ -34,7 +34,7 @@ def spec_from_run_schedule(schedule: dict, label: str = "this run") -> ScheduleS
       alpha_bar over steps 0..T-1 (DDPM)            -> alpha_bar at t = (i + 1) / T
       mean_coef and std with mean^2 + std^2 = 1     -> alpha_bar = mean^2 (VP SDE), t rescaled to (0, 1]
       mean_coef and std otherwise (sub-VP, flows)   -> sigma = std / mean, a VE view
-      a sigma ladder on the x axis ("level i")      -> sigma at t = 0..1, ascending
+      a sigma ladder on the x axis ("level i")      -> sigma at t = i / L, ascending
     None when the family has no noise schedule."""
     if not schedule:
         return None
@@ -59,7 +59,7 @@ def spec_from_run_schedule(schedule: dict, label: str = "this run") -> ScheduleS
             continue
         sig = np.sort(np.asarray(value[0], np.float64))
         if "sigma" in str(schedule.get("x_label", "")) and len(sig) >= 2 and sig[0] > 0:
-            t = np.linspace(0, 1, len(sig))
+            t = np.arange(1, len(sig) + 1) / len(sig)                    # the custom kinds' grid: i / L
             return ScheduleSpec("points", len(sig), quantity="sigma", points=tuple(zip(t, sig)), label=label)
         break
     return None

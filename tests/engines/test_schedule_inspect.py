@@ -206,3 +206,49 @@ def test_ddpm_loss_feeds_the_bins_on_normalized_time():
     assert t.min() >= 1 / 20 and t.max() <= 1 and per.shape == (64,)
     strip = bins.strip()
     assert strip.mean_loss.shape == (2, 20) and strip.counts.sum() == 10 * 64
+
+
+# ----------------------------------------------------------------------------- from what a run publishes
+
+def test_run_schedule_curves_become_specs_that_reproduce_them():
+    from engines.inspector import spec_from_run_schedule
+    b = np.linspace(1e-4, 0.02, 50)
+    abar = np.cumprod(1 - b)
+    spec = spec_from_run_schedule(dict(x_label="step t", alpha_bar=(np.arange(50), abar)))
+    assert np.allclose(schedule_curves(spec).alpha_bar, abar) and spec.process == "vp"
+    sig = np.geomspace(5.0, 0.03, 20)                                  # an NCSN ladder, descending
+    spec = spec_from_run_schedule({"x_label": "noise level sigma", "level i": (sig, np.arange(1, 21))})
+    assert spec.process == "ve" and np.allclose(schedule_curves(spec).sigma, sig[::-1], rtol=1e-9)
+    t = np.linspace(1e-3, 1, 201)
+    a = np.exp(-0.5 * (0.1 * t + 9.95 * t ** 2))                      # VP SDE, beta in [0.1, 20]
+    spec = spec_from_run_schedule(dict(x_label="time t", mean_coef=(t, a), std=(t, np.sqrt(1 - a ** 2))))
+    assert spec.process == "vp" and schedule_curves(spec).alpha_bar[-1] == pytest.approx(a[-1] ** 2, rel=1e-9)
+    assert spec_from_run_schedule({}) is None
+
+
+def test_custom_specs_refuse_bad_text_with_the_reason():
+    from engines.inspector import custom_spec
+    assert custom_spec("points", "0:0.01, 1:10", "sigma", 20).process == "ve"
+    with pytest.raises(ScheduleError, match="t:value"):
+        custom_spec("points", "0.5", "sigma")
+    with pytest.raises(ScheduleError, match=r"\[0, 1\]"):
+        custom_spec("points", "0:1, 2:3", "sigma")
+    with pytest.raises(ScheduleError, match="not allowed"):
+        custom_spec("formula", "open('x')")
+
+
+def test_probe_collects_the_strip_and_checkpoints_beside_training():
+    from engines.config import RunConfig
+    from engines.inspector import InspectorProbe
+    from engines.run import Run
+    run = Run(RunConfig(dataset="moons", family="ddpm", options=dict(T=20), train=dict(n_data=500, batch=64)))
+    probe = InspectorProbe(run)
+    for _ in range(6):
+        run.train(5)
+        probe.after_train(run)
+    extras = probe.extras(run)
+    assert extras.step == 30 and extras.checkpoint_steps[0] == 0 and extras.checkpoint_steps[-1] <= 30
+    assert extras.strip.counts.sum() == 30 * 64 and extras.fisher is None          # moons: no exact score
+    probe.close(run)
+    run.train(1)
+    assert probe.extras(run).strip.counts.sum() == 30 * 64                         # detached
