@@ -250,8 +250,8 @@ class ScheduleInspectorPanel(Panel):
         self.scatter_a.setData(fa.x[:, 0], fa.x[:, 1])
         self.scatter_b.setData(fb.x[:, 0], fb.x[:, 1])
         for plot, f, c in ((self.fwd_a, fa, a), (self.fwd_b, fb, b)):
-            name = c.label if len(c.label) <= 16 else c.label[:15] + "…"
-            theme.style_plot(plot.getPlotItem(), f"{name}: {f.alpha:.2g} x0 + {f.std:.2g} z")
+            name = html.escape(c.label if len(c.label) <= 24 else c.label[:23] + "…")
+            theme.style_plot(plot.getPlotItem(), f"{name}<br>x_t = {f.alpha:.2g} x0 + {f.std:.2g} z")
         half = max(3.5, 1.2 * float(np.abs(np.concatenate([fa.x, fb.x])).max()))
         self.fwd_a.setRange(xRange=(-half, half), yRange=(-half, half), padding=0)
 
