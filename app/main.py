@@ -52,6 +52,11 @@ def stats_line(stats: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from .platform_check import check as platform_problem
+    problem = platform_problem()          # first (no torch import yet): Qt would abort (exit 134)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from .worker import share_the_gil
     share_the_gil()
     from engines.run import configure_threads
@@ -85,12 +90,6 @@ def main(argv=None) -> int:
         comparison = comparison_from_args(args)      # --compare ITEMS, or a [compare] preset
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-
-    from .platform_check import check as platform_problem
-    problem = platform_problem()          # before any QApplication: Qt would abort (exit 134)
-    if problem:
-        print(problem, file=sys.stderr)
         return 2
 
     from PySide6 import QtCore, QtWidgets
