@@ -150,9 +150,6 @@ class DDPM(NoiseModel):
         return dict(x_label="step t", beta=(t, self.betas.numpy()), alpha_bar=(t, self.abar.numpy()),
                     log_snr=(t, sch.log_snr(self.abar).numpy()))
 
-    def sampler_levels(self, sampler, options):
-        return None
-
     @torch.no_grad()
     def views(self, request=None):
         """Images only. trajectory: x_t of k samples along the reverse chain (fixed noise, so the

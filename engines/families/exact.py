@@ -244,6 +244,8 @@ class ExactScore(NoiseModel):
 
     def sampler_levels(self, sampler, options):
         name = sampler or self.default_sampler
+        if name not in self.native_samplers:
+            return super().sampler_levels(sampler, options)
         if name == "annealed_langevin":
             return self.sigmas.numpy()
         if name in ("euler_maruyama", "pc"):

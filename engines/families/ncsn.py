@@ -154,6 +154,8 @@ class NCSN(NoiseModel):
         return ladder_schedule(self.sigmas, AnnealedLangevinOptions().eps)
 
     def sampler_levels(self, sampler, options):
+        if (sampler or self.default_sampler) not in self.native_samplers:
+            return super().sampler_levels(sampler, options)
         if (sampler or self.default_sampler) == "annealed_langevin":
             return self.sigmas.numpy()
         s = getattr(options, "sigma", 0.0) if options is not None else 0.0

@@ -332,6 +332,15 @@ class NoiseModel(Family):
             return None if steps is None else dict(steps=steps)
         return None
 
+    def sampler_levels(self, sampler, options):
+        """The noise std s(t) of x_t at each step of a generic grid sampler (None when adaptive)."""
+        name = sampler or self.default_sampler
+        steps = getattr(options, "steps", None)
+        if name not in GENERIC_SAMPLERS or steps is None or self.process.sigma_range()[1] <= self.process.sigma_range()[0]:
+            return None
+        sig = self.sigma_grid(steps, getattr(options, "grid", "karras"), rk4=name == "ode_rk4")[:-1]
+        return self.process.alpha_s(self.process.t_of_sigma(sig))[1].numpy()
+
     # ---------------------------------------------------------------- views
     def _t(self, level) -> float:
         p = self.process
@@ -360,10 +369,5 @@ class NoiseModel(Family):
         return dict(x_label=p.axis, mean_coef=(tn, a.numpy()), std=(tn, s.numpy()),
                     sigma=(tn, (s / a).numpy()), log_snr=(tn, (2 * torch.log(a / s)).numpy()))
 
-
-def level_default_sigma(process: Process) -> float:
-    """A native level where the field is legible: the t whose sigma is 0.15 (or the nearest end)."""
-    lo, hi = process.sigma_range()
-    return float(process.t_of_sigma(torch.tensor([min(max(0.15, lo), hi)], dtype=torch.float64))[0])
 
 

@@ -242,6 +242,8 @@ class ScoreSDE(NoiseModel):
 
     def sampler_levels(self, sampler, options):
         """Marginal std at the times the reverse-SDE samplers step through (None for the adaptive ODE)."""
+        if (sampler or self.default_sampler) not in self.native_samplers:
+            return super().sampler_levels(sampler, options)
         if (sampler or self.default_sampler) == "ode":
             return None
         steps = getattr(options, "steps", 200) if options is not None else 200
