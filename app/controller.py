@@ -289,6 +289,11 @@ class Controller(QtCore.QObject):
         on = bool(on)
         if on and self.info is not None and not self.info.trainable:
             on = False
+        if on and self.win.datasets.in_draw_mode():
+            # Play on a fresh drawing trains the drawing (or says why it cannot), never the previous dataset
+            self.win.datasets.use_drawing()
+            if self.win.datasets.in_draw_mode():
+                on = False
         self.playing = on
         self._note_play(on)
         self.play_seq += 1

@@ -157,6 +157,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def shutdown(self, timeout_s: float = 1.0) -> bool:
         """Stop every thread (before the application quits); waits at most timeout_s."""
         first = not self.ctl.closing
+        self.datasets.cancel_loading()
         self.frame_timer.stop()
         self.heartbeat.stop()
         done = self.ctl.shutdown(timeout_s)

@@ -108,8 +108,9 @@ class Run:
         if self.is_image:
             self.shift, self.scale = torch.zeros(data.shape[1:]), 1.0
         else:
-            self.shift = fit.mean(0)
-            self.scale = float(fit.std(0).mean().clamp(min=1e-6))
+            # in float64: float32 sums of values near 3e38 overflow to inf (and the scale with them)
+            self.shift = fit.double().mean(0).float()
+            self.scale = float(fit.double().std(0).mean().clamp(min=1e-6))
         cancel()
         self.train_data = self.to_norm(fit).to(self.device)
         del fit
@@ -296,7 +297,7 @@ class Run:
 
     def bounds(self, margin: float = 0.25) -> tuple[float, float, float, float]:
         """A square view box around the data, (xmin, xmax, ymin, ymax) in data coordinates."""
-        lo, hi = self.data.min(0).values, self.data.max(0).values
+        lo, hi = self.data.min(0).values.double(), self.data.max(0).values.double()   # float64: hi - lo may pass 3.4e38
         c, half = (lo + hi) / 2, float((hi - lo).max()) / 2 * (1 + margin) + 1e-3
         return float(c[0] - half), float(c[0] + half), float(c[1] - half), float(c[1] + half)
 

@@ -186,7 +186,10 @@ class DatasetPicker(QtWidgets.QWidget):
         self.select(name)
 
     def select(self, name: str, emit: bool = True):
-        """Pick a named dataset (or a loaded file path)."""
+        """Pick a named dataset (or a loaded file path). A background load of another file is
+        cancelled: it must not replace this newer choice when it finishes."""
+        if self._load is not None and self._load["path"] != name:
+            self.cancel_loading()
         self.box.drawing = False
         self.draw_tools.setVisible(False)
         self.view.setMinimumHeight(180)
@@ -265,6 +268,8 @@ class DatasetPicker(QtWidgets.QWidget):
                 x = load_points_file(path)
             except DataFileError as e:
                 return self._failed(str(e))
+            except OSError as e:         # unreadable (permissions), vanished...: a message, not a traceback
+                return self._failed(f"{path}: {e.strerror or e}")
             return self._loaded(path, x)
         if background is None:
             try:
@@ -332,7 +337,7 @@ class DatasetPicker(QtWidgets.QWidget):
         if job is None:
             return
         job["cancel"] = True
-        job["thread"].join(5.0)
+        job["thread"].join(0.5)          # the loader stops at its next progress check (a daemon if not)
         self._end_load()
 
     def _end_load(self):
@@ -358,7 +363,12 @@ class DatasetPicker(QtWidgets.QWidget):
             self._loaded(job["path"], job["result"])
 
     # ------------------------------------------------------------ drawing
+    def in_draw_mode(self) -> bool:
+        """Painting a dataset that has not been used yet (Play must not train the previous one)."""
+        return bool(getattr(self.box, "drawing", False)) and self.current != DRAWING
+
     def enter_draw_mode(self):
+        self.cancel_loading()
         self.box.drawing = True
         self.view.setMaximumHeight(340)
         self.view.setMinimumHeight(300)

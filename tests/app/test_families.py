@@ -7,7 +7,8 @@ own Family views, particles and samples), and no error reaches the window's erro
 digits and on shapes draw image grids of samples, with FID / IS for the digits.
 
 Families run on moons, except rbm (binary images only: digits_binary) and exact (needs an
-analytic mixture: 8gaussians). About 2 s per family.
+analytic mixture: 8gaussians). Every wait is for a condition, never a fixed dwell, so a
+slow machine only makes it longer.
 """
 import time
 
@@ -23,7 +24,6 @@ VIEWS = {"vae", "gan", "wgan_gp", "planar_flow", "realnvp", "maf", "ebm", "autor
          "discrete_diffusion", "gmm_em", "exact"}
 NEEDS_OWN_DATA = {"rbm", "exact"}      # these can't run on the next family's dataset for a moment
 SCALAR_KEYS = ("energy", "log_density", "discriminator")
-DWELL_S = 2.0                          # seconds each family runs
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,8 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
         t0 = time.perf_counter()
         changed = win.family.current != name or win.dataset != dataset
         _switch(win, name, dataset)
-        assert win.worker is not old or not changed                  # a fresh run, mid-run
+        if changed:                                                  # a fresh run, built beside the old one
+            wait_until(lambda: win.worker is not old, 60, f"the {name} run to replace the old one")
         wait_until(lambda: getattr(win.info, "family", None) == name and win.worker.cfg.dataset == dataset, 60,
                    f"{name} on {dataset} to be ready")
         cls = win.family.classes[name]
@@ -136,19 +137,17 @@ def test_every_family_trains_and_draws_in_the_window(win, pump, wait_until):
                 assert win.views.layer_box.isVisible() and "layer" in win.views.want()["views"]
         elif win.panel_visible("views"):                              # shown, it says why it is empty
             assert win.views.message.isVisible() and "no pictures" in win.views.message.text()
-        # let it run ~2 s in all: it keeps training and the panels keep following
+        # it keeps training and the panels keep following (waited for, however slow the machine)
         step, drawn = win.step, {k: win.panels[k].draws for k in ("losses", "field", "samples")}
-        pump(max(0.6, DWELL_S - (time.perf_counter() - t0)))
         if cls.trainable:
-            assert win.step > step and win.losses.draws > drawn["losses"]
-            if not getattr(win.info, "is_image", None):
-                assert win.field.draws > drawn["field"]
+            img = getattr(win.info, "is_image", None)
+            wait_until(lambda: win.step > step and win.losses.draws > drawn["losses"]
+                       and (img or win.field.draws > drawn["field"]), 60, f"{name} to keep training and drawing")
         assert win.errors == [], f"{name}: {win.errors}"
         print(f"{name:20s} on {dataset:14s} {time.perf_counter() - t0:4.1f} s  step {win.step:5d}  "
               f"views {sorted(run_views)}")
     win.set_playing(False)
     assert VIEWS & set(names) <= set(seen_views), seen_views
-    assert time.perf_counter() - t_start < 90
 
 
 def test_flow_layer_slider_asks_for_that_layer(win, pump, wait_until):
