@@ -24,7 +24,7 @@ def run_color(i: int) -> tuple:
 
 class RunColumn(QtWidgets.QFrame):
     """One run's cell: a header (its label in its colour, Change…, Remove) above the same three
-    panels as every other run (field, particles, samples), side by side."""
+    panels as every other run (field, particles, samples)."""
     changeRequested = QtCore.Signal(object)
     removeRequested = QtCore.Signal(object)
 
@@ -56,11 +56,29 @@ class RunColumn(QtWidgets.QFrame):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
         lay.addLayout(head)
-        row = QtWidgets.QHBoxLayout()       # the three panels side by side: square-ish plots
-        row.setSpacing(2)
+        self.row = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.Direction.LeftToRight)
+        self.row.setSpacing(2)
         for p in self.panels():
-            row.addWidget(p, 1)
-        lay.addLayout(row, 1)
+            self.row.addWidget(p, 1)
+        lay.addLayout(self.row, 1)
+        self._compact()
+
+    def _compact(self):
+        """Four runs side by side must fit 1600 pixels: the panels' own controls shrink."""
+        Policy = QtWidgets.QComboBox.SizeAdjustPolicy
+        for combo in self.findChildren(QtWidgets.QComboBox):
+            combo.setSizeAdjustPolicy(Policy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(3)
+        for spin in self.findChildren(QtWidgets.QAbstractSpinBox):
+            spin.setMaximumWidth(60)
+        self.particles.trail_box.hide()
+        self.particles.duration.hide()
+
+    def set_stacked(self, stacked: bool):
+        """Panels side by side (a run per row, 1-2 runs) or stacked (a run per column, 3-4 runs):
+        either way the plots stay roughly square and the window fits 1600 x 1000."""
+        D = QtWidgets.QBoxLayout.Direction
+        self.row.setDirection(D.TopToBottom if stacked else D.LeftToRight)
 
     def set_label(self, label: str):
         self.label = label
@@ -131,10 +149,19 @@ class LossOverlay(QtWidgets.QWidget):
         if not self.dirty:
             return False
         self.dirty = False
+        tails = []
         for key, curve in self.curves.items():
             s, v = self.data[key][:2]
             ok = np.isfinite(v)
             curve.setData(s[ok], v[ok])
+            v = v[ok]
+            tails.append(v[len(v) // 10:])          # past the first tenth: the start of a run
+        tails = [t for t in tails if len(t)]       # would squash every later curve flat
+        if tails:
+            allv = np.concatenate(tails)
+            lo, hi = np.percentile(allv, [1, 99])
+            pad = 0.08 * max(hi - lo, 1e-6)
+            self.plot.getPlotItem().setYRange(lo - pad, hi + pad, padding=0)
         return True
 
     def series(self, key):

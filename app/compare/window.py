@@ -40,7 +40,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         self._gc_held = True
 
         self.columns_box = QtWidgets.QWidget()
-        self.columns_layout = QtWidgets.QGridLayout(self.columns_box)   # 1-2 runs stacked, 3-4 in 2 x 2
+        self.columns_layout = QtWidgets.QGridLayout(self.columns_box)
         self.columns_layout.setContentsMargins(0, 0, 0, 0)
         self.losses = LossOverlay()
         self.scrub = SharedScrubber()
@@ -158,9 +158,10 @@ class CompareWindow(QtWidgets.QMainWindow):
         cols = [r.column for r in self.ctl.runs] if hasattr(self, "ctl") else []
         for c in cols:
             self.columns_layout.removeWidget(c)
-        per_row = 1 if len(cols) <= 2 else 2
+        stacked = len(cols) > 2           # 1-2 runs: a run per row; 3-4 runs: a run per column
         for i, c in enumerate(cols):
-            self.columns_layout.addWidget(c, i // per_row, i % per_row)
+            c.set_stacked(stacked)
+            self.columns_layout.addWidget(c, 0 if stacked else i, i if stacked else 0)
 
     def run_added(self, rs):
         self.columns_layout.addWidget(rs.column, 0, 0)
