@@ -6,7 +6,7 @@ sampling job), State (playing or paused, and why), Notice (one status-bar line),
 text, shown once), Finished (the session has ended, its thread may be joined).
 
 In (window -> Session): Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow,
-StopAt, Stop. Every command checks its values when it is made, with the same range checks as
+StopAt, Stop, SaveRun, ExportLosses. Every command checks its values when it is made, with the same range checks as
 engines.config.build (SetTrain builds a TrainConfig), so no command reaches a Run unchecked.
 
 The arrays inside the messages are numpy copies owned by the message: a receiver on another
@@ -279,4 +279,34 @@ class Stop:
     pass
 
 
-COMMANDS = (Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow, StopAt, Stop)
+def _out_path(what: str, path, suffixes: tuple) -> str:
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{what}: name a file")
+    if not path.lower().endswith(suffixes) and not (what == "save run" and "." not in path.rsplit("/", 1)[-1]):
+        raise ConfigError(f"{what}: {path!r} should end in {' or '.join(suffixes)}")
+    return path
+
+
+@dataclass(frozen=True)
+class SaveRun:
+    """Write the run as a bundle (engines.bundle): a .zip, or a RUN_DIR folder for a path with no
+    extension; view_state is the window's plain-JSON view. Written by the session's own thread,
+    between jobs, so the weights are never read while a step changes them."""
+    path: str
+    view_state: dict = dc_field(default_factory=dict)
+
+    def __post_init__(self):
+        _out_path("save run", self.path, (".zip",))
+        object.__setattr__(self, "view_state", dict(self.view_state))
+
+
+@dataclass(frozen=True)
+class ExportLosses:
+    """Write the loss history (engines.export.write_losses) to .csv or .npy."""
+    path: str
+
+    def __post_init__(self):
+        _out_path("export losses", self.path, (".csv", ".npy"))
+
+
+COMMANDS = (Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow, StopAt, Stop, SaveRun, ExportLosses)

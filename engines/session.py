@@ -251,8 +251,29 @@ class Session:
             self.force_samples = True
         elif isinstance(cmd, M.StopAt):
             self.stop_at = cmd
+        elif isinstance(cmd, (M.SaveRun, M.ExportLosses)):
+            self._save(cmd)
         else:
             raise TypeError(f"not a session command: {cmd!r}")
+
+    def _save(self, cmd):
+        """File > Save run / Export losses, on this thread between jobs (the weights are not
+        changing while they are read). A Notice when written, an Error naming the file if not."""
+        from .bundle import save_bundle
+        from .export import write_losses
+        run = self.run
+        if run is None:
+            self.post(M.Error("Nothing to save yet", "The run is still being built; try again in a moment."))
+            return
+        try:
+            if isinstance(cmd, M.SaveRun):
+                save_bundle(run, cmd.path, cmd.view_state)
+                self.post(M.Notice(f"Saved the run (step {run.step}) to {cmd.path}"))
+            else:
+                rows = write_losses(cmd.path, run.history_steps, run.history)
+                self.post(M.Notice(f"Saved {rows} loss records to {cmd.path}"))
+        except (OSError, ValueError) as e:
+            self.post(M.Error("Could not save", f"{cmd.path}: {e}"))
 
     def _set_train(self, cmd: M.SetTrain):
         run = self.run
@@ -444,7 +465,10 @@ class Session:
                 field = self._timed("field", lambda: run.field(**w.field))
                 level = w.field.get("level")
                 try:
-                    alpha_sigma = run.level_sigma(level)
+                    # x_t = alpha x0 + s eps in the standardized units the family trains in, where
+                    # alpha^2 + s^2 = 1 holds for VP processes (the window's caption shows it)
+                    fn = getattr(run.family, "level_alpha_sigma", None)
+                    alpha_sigma = fn(level) if fn is not None else None
                 except Exception:
                     alpha_sigma = None
                 extra["field"] = {**field, "level": level, "alpha_sigma": alpha_sigma}

@@ -164,3 +164,21 @@ def test_not_a_bundle_gives_a_clear_message(tmp_path):
         open_bundle(str(tmp_path / "x.zip"))
     with pytest.raises(BundleError, match="no such file"):
         open_bundle(str(tmp_path / "nothing"))
+
+
+def test_the_session_saves_its_run_and_losses_on_command(run, tmp_path):
+    from engines import messages as M
+    from engines.config import ConfigError
+    from engines.session import Session
+    s = Session(run.cfg, run=run)
+    assert s.build()
+    s.drain()
+    s.handle(M.SaveRun(str(tmp_path / "r.zip"), dict(theme="light")))
+    s.handle(M.ExportLosses(str(tmp_path / "l.csv")))
+    s.handle(M.SaveRun(str(tmp_path / "nowhere" / "deeper" / "r.zip")))  # parent folders are made
+    out = s.drain()
+    assert [type(m) for m in out] == [M.Notice, M.Notice, M.Notice], out
+    assert open_bundle(str(tmp_path / "r.zip")).view_state == dict(theme="light")
+    assert (tmp_path / "l.csv").read_text().startswith("step,loss")
+    with pytest.raises(ConfigError, match="should end in"):
+        M.ExportLosses(str(tmp_path / "l.txt"))
