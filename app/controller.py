@@ -218,6 +218,30 @@ class Controller(QtCore.QObject):
         if restart:
             self.restart(f"lesson {p['title']}")
 
+    def open_run(self, run, view_state: dict | None = None, label: str = "") -> bool:
+        """Continue a saved run (engines.bundle.open_bundle): the controls show its config and a
+        session starts from the loaded Run (weights, data, step, losses), paused."""
+        w = self.win
+        cfg = run.cfg
+        if cfg.family not in w.family.classes:
+            raise ConfigError(f"{label or 'the run'}: family {cfg.family!r} is not available here")
+        fam = w.family.classes[cfg.family]
+        self.preset_info = {}
+        w.family.set_family(cfg.family, cfg.options)
+        w.sampler.set_family(fam, cfg.sampler, cfg.sampler_options)
+        w.train.set_values({k: v for k, v in vars(cfg.train).items()})
+        self.dataset, self.data = cfg.dataset, run.data
+        if isinstance(cfg.dataset, str) and cfg.dataset in D.names():
+            w.datasets.select(cfg.dataset, emit=False)
+        view = dict(view_state or {})
+        if isinstance(view.get("particles"), int):
+            w.particles.n.setValue(view["particles"])
+        if isinstance(view.get("field_level"), (int, float)):
+            self.pending_level = view["field_level"]
+        w.lesson.setVisible(False)
+        self.set_playing(False)
+        return self.restart(f"opened {label or 'a saved run'} at step {run.step}", run=run)
+
     def choose(self, family: str | None = None, dataset: str | None = None):
         """Switch the family and/or the dataset (a name, a file or an image folder) as the
         pickers would, then start a fresh run. ValueError for an unknown family or dataset,
@@ -245,12 +269,12 @@ class Controller(QtCore.QObject):
         self.restart(f"{w.family.current} on {os.path.basename(str(self.dataset))}")
 
     # ================================================================ lifecycle
-    def restart(self, reason: str = "") -> bool:
+    def restart(self, reason: str = "", run=None) -> bool:
         """Build a run from the controls (Reset, or a changed setting) next to the current one,
         which goes on until the new one is ready. A setting that does not validate is shown
-        and nothing changes."""
+        and nothing changes. `run`: continue this loaded engines.run.Run (File > Open run)."""
         try:
-            cfg = self.current_config()
+            cfg = run.cfg if run is not None else self.current_config()
             pick_device(cfg.train.device)
         except ConfigError as e:
             self.invalid(str(e))
@@ -262,7 +286,7 @@ class Controller(QtCore.QObject):
         want = M.Want.from_dict(self.want())
         self.slot.start(cfg, self.data, playing=self.playing, want=want, speed=SPEEDS[w.speed.value()],
                         sampler=cfg.sampler, sampler_options=cfg.sampler_options, stop_at=self.stop_target(),
-                        play_seq=self.play_seq)
+                        play_seq=self.play_seq, run=run)
         self.pending_cfg = cfg
         self.want_sent = want
         w.particles.set_sampler_name(cfg.sampler)

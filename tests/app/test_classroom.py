@@ -143,3 +143,30 @@ def test_panel_and_samples_export_write_files(win, tmp_path, wait_until):
     img = QtGui.QImage(str(tmp_path / "field.png"))
     assert img.width() >= win.field.width() and "<svg" in (tmp_path / "field.svg").read_text()[:400]
     assert not QtGui.QImage(str(tmp_path / "stats.png")).isNull()
+
+
+def test_a_run_saved_by_the_window_reopens_bit_for_bit(win, tmp_path, wait_until, pump):
+    import torch
+
+    from engines.bundle import open_bundle
+    win.apply_preset("moons_ddpm")
+    wait_until(lambda: win.ready() and win.cfg.family == "ddpm", 120, "the DDPM lesson")
+    win.step_once(3)
+    wait_until(lambda: win.step >= 3 and win.worker.idle, 60, "three steps")
+    path = str(tmp_path / "run.zip")
+    assert win.classroom.save_run(path)
+    wait_until(lambda: os.path.exists(path), 60, "the bundle")
+    live = win.worker.run_obj
+    saved = open_bundle(path)
+    assert saved.view_state["panels"] and saved.run.step == live.step
+    a = live.sample(64, "ddim", dict(steps=4), seed=5)
+    b = saved.run.sample(64, "ddim", dict(steps=4), seed=5)
+    assert torch.equal(a, b)
+    old_id = win.info.run_id
+    assert win.classroom.open_run(path)                              # File > Open run
+    wait_until(lambda: win.ready() and win.info.run_id != old_id, 60, "the opened run")
+    again = win.worker.run_obj
+    assert again.step == live.step and not win.playing
+    assert torch.equal(again.sample(64, "ddim", dict(steps=4), seed=5), a)
+    fa, fb = live.field(10, level=5), again.field(10, level=5)
+    assert np.array_equal(fa["score"], fb["score"])
