@@ -3,9 +3,10 @@
 The noise-based families draw a time per example (DDPM's t, NCSN's sigma rung, a score SDE's t)
 and call `report_t_loss(self, t_norm, per_example_loss)` in their `loss`, with t_norm the
 example's normalized time in [0, 1] (the axis of engines.schedule_inspect). A `LossBins`
-attached to the family adds every batch into n_bins bins on the family's device (no sync per
-step) and closes one row of bin means every `row_steps` batches; the last `max_rows` rows are
-kept, so memory is bounded whatever the length of training. Rows over time make the heat strip.
+attached to the family keeps references to the batches' (t, loss) tensors (no copy, no device
+sync: a few microseconds per step) and bins them once per row, every `row_steps` batches, into
+n_bins bin means; the last `max_rows` rows are kept, so memory is bounded whatever the length of
+training (at most row_steps pending batches). Rows over time make the heat strip.
 """
 from __future__ import annotations
 
@@ -47,8 +48,7 @@ class LossBins:
             raise ValueError("n_bins, row_steps and max_rows must be positive")
         self.n_bins, self.row_steps = int(n_bins), int(row_steps)
         self.rows: deque = deque(maxlen=int(max_rows))   # (step, sums (n_bins,), counts (n_bins,))
-        self._sums = self._counts = None                  # (n_bins,) on the loss's device
-        self._batches = 0
+        self._pending: list = []                          # [(t (B,), loss (B,))] since the last row
         self.step = 0                                     # batches seen in total
 
     def attach(self, family) -> "LossBins":
@@ -61,30 +61,25 @@ class LossBins:
         family.t_loss_hook = None
 
     def add(self, t_norm: torch.Tensor, per_example: torch.Tensor) -> None:
-        """One batch: t_norm (B,), per_example (B,)."""
-        t = t_norm.reshape(-1).float()
-        loss = per_example.reshape(-1).float()
-        if self._sums is None or self._sums.device != loss.device:
-            self._sums = torch.zeros(self.n_bins, device=loss.device)
-            self._counts = torch.zeros(self.n_bins, device=loss.device)
-        idx = (t.clamp(0, 1) * self.n_bins).long().clamp_(max=self.n_bins - 1)   # (B,)
-        finite = torch.isfinite(loss)
-        self._sums.index_add_(0, idx, torch.where(finite, loss, torch.zeros_like(loss)))
-        self._counts.index_add_(0, idx, finite.float())
-        self._batches += 1
+        """One batch: t_norm (B,), per_example (B,) (detached; kept by reference until the row closes)."""
+        self._pending.append((t_norm, per_example))
         self.step += 1
-        if self._batches >= self.row_steps:
+        if len(self._pending) >= self.row_steps:
             self.close_row()
 
     def close_row(self, step: int | None = None) -> None:
-        """End the current row (now, e.g. at a snapshot) if it holds any example."""
-        if self._sums is None or self._batches == 0:
+        """End the current row (now, e.g. at a snapshot) if it holds any example. Non-finite
+        losses (a diverging batch) are left out of the means."""
+        if not self._pending:
             return
-        sums, counts = self._sums.cpu().numpy().astype(np.float64), self._counts.cpu().numpy().astype(np.float64)
+        t = torch.cat([p[0].reshape(-1) for p in self._pending]).double().cpu()       # (R * B,)
+        loss = torch.cat([p[1].reshape(-1) for p in self._pending]).double().cpu()
+        self._pending = []
+        idx = (t.clamp(0, 1) * self.n_bins).long().clamp_(max=self.n_bins - 1)
+        ok = torch.isfinite(loss)                      # weights, not a boolean mask (which copies)
+        sums = torch.bincount(idx, weights=torch.where(ok, loss, 0.0), minlength=self.n_bins).numpy()
+        counts = torch.bincount(idx, weights=ok.double(), minlength=self.n_bins).numpy()
         self.rows.append((self.step if step is None else int(step), sums, counts))
-        self._sums.zero_()
-        self._counts.zero_()
-        self._batches = 0
 
     def strip(self) -> LossStrip:
         edges = np.linspace(0.0, 1.0, self.n_bins + 1)

@@ -252,3 +252,11 @@ def test_probe_collects_the_strip_and_checkpoints_beside_training():
     probe.close(run)
     run.train(1)
     assert probe.extras(run).strip.counts.sum() == 30 * 64                         # detached
+
+
+def test_loss_bins_leave_non_finite_losses_out():
+    bins = LossBins(n_bins=2, row_steps=10)
+    bins.add(torch.tensor([0.1, 0.2, 0.9]), torch.tensor([1.0, float("nan"), 3.0]))
+    bins.close_row(step=7)
+    strip = bins.strip()
+    assert list(strip.steps) == [7] and strip.mean_loss.tolist() == [[1.0, 3.0]] and strip.counts.tolist() == [[1, 1]]
