@@ -105,7 +105,16 @@ def main(argv=None) -> int:
         from .compare.window import CompareWindow
         win = CompareWindow(comparison, autostart=args.autostart, view=preset_view(args))
     else:
-        win = MainWindow(preset=args.preset, autostart=args.autostart)
+        from . import presets
+        from .classroom import install
+        from .settings import Settings
+        # a scripted run (--quit-after) neither reads nor writes what the window remembers
+        settings = None if args.quit_after is not None else Settings()
+        preset = args.preset
+        if preset is None and settings is not None and settings.last_lesson in presets.names():
+            preset = settings.last_lesson
+        win = MainWindow(preset=preset, autostart=args.autostart)
+        install(win, settings, present=args.present)
     if (args.family or args.dataset) and comparison is None:
         from engines.config import ConfigError
         try:
