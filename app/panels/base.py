@@ -102,7 +102,6 @@ class Points(pg.GraphicsObject):
         a = 1.0 - (1.0 - alpha / 255.0) ** np.arange(64, dtype=np.float64)          # (64,)
         rgb = np.array(color[:3], np.float64)
         self._lut = np.stack([a * rgb[2], a * rgb[1], a * rgb[0], a * 255], 1).round().astype(np.uint8)
-        self._size = max(1, int(round(size)))
         self.update()
 
     def setData(self, xy):
@@ -150,19 +149,46 @@ class Points(pg.GraphicsObject):
     def paint(self, p, *args):
         if self._n == 0:
             return
+        dpr = _device_ratio(p)
         if self._poly is not None:
-            p.setPen(self._pen)
-            p.drawPoints(self._poly)
+            self._dots(p, dpr)
         elif self._xy is not None:
-            self._splat(p)
+            self._splat(p, dpr)
 
-    def _splat(self, p):
-        tr = p.transform()                                   # item -> device pixels
+    @staticmethod
+    def _to_device(p, xy):
+        """(N, 2) item coordinates -> x (N,), y (N,) in the paint device's logical pixels."""
+        tr = p.transform()
+        return (tr.m11() * xy[:, 0] + tr.m21() * xy[:, 1] + tr.dx(),
+                tr.m12() * xy[:, 0] + tr.m22() * xy[:, 1] + tr.dy())
+
+    def _dots(self, p, dpr):
+        """Round dots `size` logical pixels wide whatever the screen. Drawn in device space: a
+        cosmetic pen's width counts device pixels (Qt ignores the device pixel ratio there), and
+        under the view's scaling transform drawPoints makes dots ~3x the pen's area."""
+        x, y = self._to_device(p, fn.ndarray_from_qpolygonf(self._poly))
+        poly = fn.create_qpolygonf(len(x))
+        dev = fn.ndarray_from_qpolygonf(poly)                # (N, 2) view of poly
+        dev[:, 0], dev[:, 1] = x, y
+        pen = QtGui.QPen(self._pen)
+        pen.setWidthF(self._pen.widthF() * dpr)
+        p.save()
+        p.resetTransform()
+        p.setPen(pen)
+        p.drawPoints(poly)
+        p.restore()
+
+    def _splat(self, p, dpr=1.0):
+        """The splat in device pixels, so that a point covers the same screen area as a dot:
+        a size x size box (x sqrt(pi/4) for round dots, the same area as the disc)."""
+        x, y = self._to_device(p, self._xy)
+        x, y = x * dpr, y * dpr                               # (N,) device pixels
         dev = p.device()
-        W0, H0 = dev.width(), dev.height()
-        x = tr.m11() * self._xy[:, 0] + tr.m21() * self._xy[:, 1] + tr.dx()   # (N,)
-        y = tr.m12() * self._xy[:, 0] + tr.m22() * self._xy[:, 1] + tr.dy()
-        s = self._size
+        W0, H0 = int(dev.width() * dpr), int(dev.height() * dpr)
+        size = self._pen.widthF() * dpr
+        if self._pen.capStyle() == QtCore.Qt.PenCapStyle.RoundCap:
+            size *= ROUND_DOT_SIDE
+        s = max(1, int(round(size)))
         x0, y0 = max(int(np.floor(x.min())) - s, 0), max(int(np.floor(y.min())) - s, 0)
         x1, y1 = min(int(np.ceil(x.max())) + s, W0), min(int(np.ceil(y.max())) + s, H0)
         W, H = x1 - x0, y1 - y0
@@ -183,10 +209,22 @@ class Points(pg.GraphicsObject):
         np.minimum(counts, len(self._lut) - 1, out=counts)
         img = np.take(self._lut, counts, axis=0)            # (H, W, 4) BGRA premultiplied; take() >> fancy indexing
         q = QtGui.QImage(img.data, W, H, 4 * W, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+        q.setDevicePixelRatio(dpr)
         p.save()
         p.resetTransform()
-        p.drawImage(QtCore.QPointF(x0, y0), q)
+        p.drawImage(QtCore.QPointF(x0 / dpr, y0 / dpr), q)
         p.restore()
+
+
+ROUND_DOT_SIDE = math.sqrt(math.pi / 4)      # a square of this side x d has the area of a d-wide disc
+
+
+def _device_ratio(p) -> float:
+    """Device pixels per logical pixel of what the painter paints on (2 on a 200 % screen)."""
+    try:
+        return float(p.device().devicePixelRatioF())
+    except AttributeError:
+        return 1.0
 
 
 def arrow_segments(x, y, u, v, head: float = 0.35, angle: float = 0.45):

@@ -4,6 +4,7 @@ bundle dropped on the window is refused, exports write real files.
 
 One window is shared by the tests of this module (they run in order) to keep the suite fast.
 """
+import math
 import os
 import zipfile
 
@@ -170,3 +171,32 @@ def test_a_run_saved_by_the_window_reopens_bit_for_bit(win, tmp_path, wait_until
     assert torch.equal(again.sample(64, "ddim", dict(steps=4), seed=5), a)
     fa, fb = live.field(10, level=5), again.field(10, level=5)
     assert np.array_equal(fa["score"], fb["score"])
+
+
+@pytest.mark.parametrize("size", [2.0, 3.0, 5.4])
+def test_points_keep_their_size_on_high_dpi_screens_and_across_the_splat_threshold(themed_app, size):
+    """Screen area of one point (logical px^2): the same at 100 % and 200 % scale, and the same
+    drawn as dots (few points) or splatted (many), within the splat's whole-pixel box."""
+    from app.panels.base import Points
+
+    def area(dpr, splat):
+        xy = np.random.default_rng(0).uniform(0.05, 0.95, (100, 2))
+        w = 600
+        img = QtGui.QImage(int(w * dpr), int(w * dpr), QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+        img.setDevicePixelRatio(dpr)
+        img.fill(0)
+        p = QtGui.QPainter(img)
+        p.setWorldTransform(QtGui.QTransform(w, 0, 0, -w, 0, w))      # data -> pixels, as a view does
+        item = Points((255, 0, 0), alpha=255, size=size)
+        item.SPLAT_MIN = 0 if splat else 10 ** 9
+        item.setData(xy)
+        item.paint(p)
+        p.end()
+        a = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.width(), 4)
+        return (a[..., 3] > 0).sum() / len(xy) / dpr ** 2
+
+    dots1, dots2, splat1, splat2 = area(1, False), area(2, False), area(1, True), area(2, True)
+    expected = size * size * (math.pi / 4 if size > 2.5 else 1.0)               # round above 2.5 px
+    for a in (dots1, dots2, splat1, splat2):
+        assert 0.6 * expected < a < 1.45 * expected, (dots1, dots2, splat1, splat2, expected)
+    assert 0.8 < dots2 / dots1 < 1.25
