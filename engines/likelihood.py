@@ -85,3 +85,13 @@ def held_out_likelihood(family, x_norm: torch.Tensor, *, scale: float, is_image:
     lp = family.log_likelihood(dequantize(x_norm, step, generator))
     return dict(bits_per_dim=bits_per_dim(lp, dim, step),
                 nll_unit=f"bits/dim (dequantized, {levels(step)} grey levels)", nll_reference=reference)
+
+
+def summary_line(metrics: dict) -> str | None:
+    """"held-out NLL 1.234 nats per point (data units)" / "... bits/dim (...)", or None."""
+    unit = metrics.get("nll_unit")
+    if unit is None:
+        return None
+    value = metrics["bits_per_dim"] if "bits_per_dim" in metrics else metrics.get("nll_nats")
+    ref = metrics.get("nll_reference", "held-out")
+    return f"{ref} NLL {value:.4g} {unit}"

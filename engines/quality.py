@@ -87,7 +87,7 @@ class QualityScore:
     note: str = ""                 # why there is no ratio
 
     def as_metrics(self) -> dict:
-        out = dict(energy_distance=self.energy_distance, reference=self.reference,
+        out = dict(energy_distance=self.energy_distance, reference_set=self.reference,
                    n_scored=self.n_samples, n_reference=self.n_reference)
         if self.x_iid is None:
             out["quality_note"] = self.note
@@ -141,3 +141,21 @@ class QualityReference:
             return QualityScore(ed, None, None, None, n, m, self.kind, self.note)
         fl = self.floor(n, m)
         return QualityScore(ed, ed / fl, self.band(), fl, n, m, self.kind)
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """Short lines for a screen or a log: the x-iid reading with its reference, then the band a
+    perfect sampler's reading falls in 90 % of the time; or the note on degenerate data; [] when
+    metrics hold no quality score."""
+    if metrics.get("quality_note"):
+        return [metrics["quality_note"]]
+    r = metrics.get("energy_distance_x_iid")
+    if r is None:
+        return []
+    band, ref = metrics.get("x_iid_band"), metrics.get("reference_set", HELD_OUT)
+    hi = band[1] if band else 1.5
+    verdict = "≈ fresh data" if r <= hi else "close" if r < 4 * hi else "still far" if r < 30 else "far"
+    lines = [f"energy distance {r:.2f} × iid ({verdict}; {ref})"]
+    if band:
+        lines.append(f"a perfect sampler reads {band[0]:.2f}–{band[1]:.2f} × iid (90 %)")
+    return lines

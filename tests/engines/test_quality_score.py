@@ -103,7 +103,7 @@ def exact_run(seed):
 def test_exact_family_on_a_mixture_reads_one_on_average():
     rep = check_reads_one_on_average(D.mixture("8gaussians"), exact_run,
                                      lambda run, r: run.sample(4000, "ddim", dict(steps=25), seed=100 + r), m=1000)
-    assert rep["reference"] == "held-out"
+    assert rep["reference_set"] == "held-out"
 
 
 def test_fresh_draws_of_a_500_point_user_file_read_one_on_average(tmp_path):
@@ -112,7 +112,7 @@ def test_fresh_draws_of_a_500_point_user_file_read_one_on_average(tmp_path):
         np.savetxt(path, FILE_MIX.sample(500, seed=r).numpy(), delimiter=",", header="x,y", comments="")
         return Run(RunConfig(dataset=str(path), family="gmm_em", train=build(TrainConfig, dict(seed=r))))
     rep = check_reads_one_on_average(FILE_MIX, make_run, lambda run, r: FILE_MIX.sample(4000, seed=50_000 + r), m=500)
-    assert rep["reference"] == "training set"                           # small data: scored on it, and said so
+    assert rep["reference_set"] == "training set"                           # small data: scored on it, and said so
 
 
 def test_fresh_moons_read_one_on_average():
@@ -128,7 +128,7 @@ def test_fresh_moons_read_one_on_average():
         run = Run(RunConfig(dataset="moons", family="gmm_em", train=build(TrainConfig, dict(n_data=2000, seed=r))),
                   data=data)
         out = [run.evaluate(pool[r * piece + 2000: r * piece + 2000 + n]) for n in sizes]
-        assert all(m["reference"] == "held-out" and m["n_scored"] == n for m, n in zip(out, sizes))
+        assert all(m["reference_set"] == "held-out" and m["n_scored"] == n for m, n in zip(out, sizes))
         return out
     repeats = readings_needed(readings(0, (10,))[0]["x_iid_band"])
     assert repeats * piece <= len(pool)
@@ -170,5 +170,5 @@ def test_degenerate_data_get_a_message_instead_of_a_score(data):
     run = Run(RunConfig(dataset="file", family=fam, train=dict(n_data=len(data))), data=data)
     m = run.evaluate(data[:5])
     assert "energy_distance_x_iid" not in m and "x_iid_band" not in m
-    assert "distinct" in m["quality_note"] and m["reference"] == "training set"
+    assert "distinct" in m["quality_note"] and m["reference_set"] == "training set"
     assert math.isnan(run.iid_level(100))
