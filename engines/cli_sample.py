@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from . import families
+from . import families, likelihood, quality
 from .cli import CLIError, emit_json, parse_key_values, progress
 from .config import ConfigError, describe
 
@@ -180,6 +180,9 @@ def run(args) -> int:
         progress(f"scoring {kept} samples against held-out data")
         metrics.update(r.evaluate(torch.cat(keep)))
         metrics["eval_n"] = kept
+        for line in quality.summary_lines(metrics) + [likelihood.summary_line(metrics)]:   # the units, for people
+            if line:
+                progress(line)
     emit_json(metrics)
     return 0
 

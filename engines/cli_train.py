@@ -12,7 +12,7 @@ import time
 import torch
 
 from . import data as D
-from . import families
+from . import families, likelihood, quality
 from .cli import CLIError, emit_json, fresh_run_dir, parse_key_values, progress
 from .cli_sample import sample_batches, sampler_names
 from .config import RunConfig, TrainConfig, build, describe
@@ -87,6 +87,9 @@ def evaluate_bounded(run, seconds: float, n: int | None = None, clock=time.perf_
     progress(f"evaluating: scoring {len(x)} samples against held-out data")
     out = dict(run.evaluate(x))
     out.update(eval_n=len(x), eval_seconds=round(clock() - t0, 2))
+    for line in quality.summary_lines(out) + [likelihood.summary_line(out)]:   # the units, for people
+        if line:
+            progress(line)
     return out
 
 

@@ -384,7 +384,7 @@ class Run:
 
     def evaluate(self, samples: torch.Tensor, n_ref: int = 2000, max_samples: int = 4000) -> dict:
         """Quality of samples (data coordinates) against the reference set (held-out data when
-        there are enough, else the training set; `reference` says which): the energy distance,
+        there are enough, else the training set; `reference_set` says which): the energy distance,
         its ratio to the perfect sampler's expectation at these sizes (energy_distance_x_iid) with
         the 90 % band of one perfect reading (x_iid_band), or a `quality_note` on degenerate data.
         At most max_samples samples and n_ref reference points are compared. Families with a cheap
