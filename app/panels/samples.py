@@ -10,6 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from engines import likelihood, quality
+
 from .. import theme
 from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
 
@@ -166,10 +168,10 @@ class SamplesPanel(Panel):
         lines = [f"{len(x)} samples · model of step {self.step}"]
         if "fid" in m or "inception_score" in m:
             lines += image_metric_lines(m, m.get("reference") or {})   # real images' figures, from the session
-        elif "energy_distance_x_iid" in m:
-            r = m["energy_distance_x_iid"]
-            verdict = "≈ fresh data" if r < 1.5 else "close" if r < 4 else "still far" if r < 30 else "far"
-            lines.append(f"energy distance {r:.1f} × iid level ({verdict})")
+        else:                                # x iid with its reference and noise band, or why there is none
+            lines += quality.summary_lines(m)
+        if likelihood.summary_line(m):       # held-out NLL with its unit
+            lines.append(likelihood.summary_line(m))
         if "modes_covered" in m:
             lines.append(f"modes covered: {m['modes_covered']}/{m['modes_total']}")
         if m.get("nfe"):
