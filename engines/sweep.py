@@ -101,6 +101,10 @@ def parse_grid(text: str) -> tuple[list[Entry], SweepSettings]:
     if bad:
         raise ConfigError(f"grid file: unknown table [{sorted(bad)[0]}]; use [base], [grid] and [sweep]")
     base, grid, sw = d.get("base", {}), d.get("grid", {}), d.get("sweep", {})
+    from .config import RunConfig
+    run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+    if set(base) - run_keys:
+        raise ConfigError(f"[base]: unknown key {sorted(set(base) - run_keys)[0]!r}; keys: {', '.join(sorted(run_keys))}")
     known = {f for f in SweepSettings.__dataclass_fields__}
     if set(sw) - known:
         raise ConfigError(f"[sweep]: unknown key {sorted(set(sw) - known)[0]!r}; keys: {', '.join(sorted(known))}")

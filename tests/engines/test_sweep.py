@@ -44,6 +44,7 @@ def test_grid_parses_into_every_combination_and_shares_training_across_samplers(
     ("[grid]\nsampler = ['ddpm']", "steps = N or seconds"),
     ("[sweep]\nsteps = 1\nbogus = 2", "unknown key"),
     ("[extra]\n", "unknown table"),
+    ("[base]\ndatset = 'moons'\n[sweep]\nsteps = 1", "unknown key 'datset'"),
     ("[grid\n", "not valid TOML"),
 ])
 def test_bad_grid_files_are_refused_with_a_reason(text, message):
