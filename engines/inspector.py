@@ -11,6 +11,8 @@ here (no Qt) from what a run publishes, plus the probe a session runs beside tra
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,12 +120,14 @@ class InspectorProbe:
     `after_train(run)` after each training chunk and `extras(run)` when the panels want a frame."""
 
     def __init__(self, run, ring: CheckpointRing | None = None, bins: LossBins | None = None,
-                 fisher_every_s: float = 2.0):
+                 fisher_every_s: float = 2.0, clock=time.perf_counter):
         self.ring = ring or CheckpointRing()
         self.bins = (bins or LossBins()).attach(run.family)
-        self.fisher_every_s = fisher_every_s
+        self.fisher_every_s = fisher_every_s      # the Fisher curve costs ~12 network calls on 256 points
+        self.clock = clock
         self._fisher = None
         self._fisher_step = -1
+        self._fisher_at = -math.inf
         self.ring.offer(run, force=True)         # step 0: the untrained model
 
     def after_train(self, run) -> None:
@@ -132,8 +136,9 @@ class InspectorProbe:
 
     def extras(self, run, fisher: bool = True, run_id: int = 0) -> InspectorExtras:
         self.bins.close_row(run.step)
-        if fisher and run.step != self._fisher_step:
-            self._fisher, self._fisher_step = fisher_for_run(run, n=256), run.step
+        now = self.clock()
+        if fisher and run.step != self._fisher_step and now - self._fisher_at >= self.fisher_every_s:
+            self._fisher, self._fisher_step, self._fisher_at = fisher_for_run(run, n=256), run.step, now
         return InspectorExtras(run.step, self.bins.strip(), self._fisher, tuple(self.ring.steps), run_id)
 
     def close(self, run) -> None:

@@ -254,6 +254,22 @@ def test_probe_collects_the_strip_and_checkpoints_beside_training():
     assert probe.extras(run).strip.counts.sum() == 30 * 64                         # detached
 
 
+def test_probe_computes_the_fisher_curve_at_most_every_few_seconds():
+    from engines.config import RunConfig
+    from engines.inspector import InspectorProbe
+    from engines.run import Run
+    run = Run(RunConfig(dataset="8gaussians", family="ddpm", options=dict(T=20), train=dict(n_data=500, batch=64)))
+    now = [0.0]
+    probe = InspectorProbe(run, fisher_every_s=2.0, clock=lambda: now[0])
+    first = probe.extras(run).fisher
+    assert first is not None and first.step == 0 and len(first.sigma) == 12
+    run.train(2)
+    now[0] = 1.0
+    assert probe.extras(run).fisher is first                                          # too soon: the old curve
+    now[0] = 2.5
+    assert probe.extras(run).fisher.step == 2
+
+
 def test_loss_bins_leave_non_finite_losses_out():
     bins = LossBins(n_bins=2, row_steps=10)
     bins.add(torch.tensor([0.1, 0.2, 0.9]), torch.tensor([1.0, float("nan"), 3.0]))
