@@ -79,15 +79,16 @@ def test_euler_on_uniform_t_is_rectified_flow_euler():
 
 
 def test_flow_matching_trains_and_its_samples_improve():
-    run = Run(RunConfig(dataset="moons", family="flow_matching", options=dict(hidden=64, depth=2),
-                        train=dict(batch=256, seed=0, ema=0.0)))
+    run = Run(RunConfig(dataset="moons", family="flow_matching", options=dict(hidden=32, depth=2),
+                        train=dict(batch=128, seed=0, ema=0.9, n_data=4000)))
 
     def quality():
-        return run.evaluate(run.sample(800, "euler", dict(steps=20), seed=1))["energy_distance_x_iid"]
+        return run.evaluate(run.sample(2000, "euler", dict(steps=20), seed=1))["energy_distance_x_iid"]
 
     before = quality()
-    run.train(300)
+    run.train(600)                        # ~4 s on one loaded core
     after = quality()
+    # measured (seeds 0, 1, 2): 26x -> 6.5x, 23x -> 4.7x, 22x -> 5.2x
     assert after < 0.4 * before, (before, after)
 
 
