@@ -51,6 +51,9 @@ def stats_line(stats: dict) -> str:
 
 
 def main(argv=None) -> int:
+    import signal
+    interrupted = []            # Ctrl+C while starting up: the window opens and closes at once (exit 0)
+    signal.signal(signal.SIGINT, lambda *a: interrupted.append(True))
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     from .platform_check import check as platform_problem
     problem = platform_problem()          # first (no torch import yet): Qt would abort (exit 134)
@@ -143,6 +146,14 @@ def main(argv=None) -> int:
         win.shutdown()          # threads end before the application does
 
     app.aboutToQuit.connect(before_quit)
+    # Ctrl+C in the terminal closes the window as its Quit would (exit code 0). Python runs a
+    # signal handler only between bytecodes, so a timer wakes the interpreter now and then.
+    signal.signal(signal.SIGINT, lambda *a: QtCore.QTimer.singleShot(0, win.close))
+    sigint_tick = QtCore.QTimer()
+    sigint_tick.timeout.connect(lambda: None)
+    sigint_tick.start(200)
+    if interrupted:
+        QtCore.QTimer.singleShot(0, win.close)
     if args.quit_after is not None:
         QtCore.QTimer.singleShot(int(max(args.quit_after, 0.0) * 1000), finish)
     rc = app.exec()
