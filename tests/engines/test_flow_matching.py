@@ -2,7 +2,6 @@
 Gaussian data is known in closed form, and through the NoiseModel adapter it must read as the
 exact denoiser, score and sampler of that data; the family trains and its samples improve."""
 
-import math
 import os
 import tomllib
 
