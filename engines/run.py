@@ -179,6 +179,20 @@ class Run:
                 g["lr"] = base * f
             sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
 
+    @property
+    def _base_lrs(self) -> list:
+        """Every optimizer's base learning rates, [[lr per group] per optimizer] (the schedulers'
+        base_lrs); engines.checkpoints saves and restores them with a checkpoint."""
+        return [list(s.base_lrs) for s in self.schedulers]
+
+    @_base_lrs.setter
+    def _base_lrs(self, bases):
+        for sched, b in zip(self.schedulers, bases):
+            sched.base_lrs = list(b)
+            for g, x in zip(sched.optimizer.param_groups, sched.base_lrs):
+                g["initial_lr"] = x
+        self._refresh_lr()
+
     def _set_ema(self, decay: float):
         """Keep a weight average for sampling when decay > 0 (starting from the current weights),
         none otherwise; a family without parameters (EM's closed-form updates) never has one."""
@@ -198,7 +212,7 @@ class Run:
         tc = self.cfg.train
         v = controls.validated(tc, name, value)
         if name == "lr":
-            ratio = v / tc.lr
+            ratio = v / self.lr                   # self.lr: the base lr now in force (a checkpoint may set it)
             for sched in self.schedulers:
                 sched.base_lrs = [b * ratio for b in sched.base_lrs]
                 for g, b in zip(sched.optimizer.param_groups, sched.base_lrs):
