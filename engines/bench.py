@@ -12,7 +12,7 @@ import torch
 
 from . import families, metrics
 from .config import RunConfig, TrainConfig, build
-from .run import Run
+from .run import Run, default_threads
 
 IMAGE_FAMILIES = {"rbm"}  # trained on digits_binary in the bench; the rest on moons
 
@@ -258,7 +258,9 @@ def main(args) -> int:
     quick = getattr(args, "quick", False)
     secs = 0.3 if quick else 2.0
     names = args.families.split(",") if getattr(args, "families", None) else families.available()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # all cores but one, as the CLI and app do: a thread on every core of a loaded 2-core machine
+    # makes torch's workers spin against each other (steps/s fell 20x in the bench's own runs)
+    torch.set_num_threads(default_threads())
     out = dict(threads=torch.get_num_threads(), torch=torch.__version__, families=[], samplers=[], quality=[])
     for name in names:
         try:

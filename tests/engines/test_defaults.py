@@ -18,7 +18,6 @@ from engines.config import RunConfig
 from engines.families.ddpm import DDPM, DDPMConfig
 from engines.run import Run
 
-torch.set_num_threads(1)
 STEPS_IN_5S_ON_THE_SLOW_MACHINE = 1300
 
 

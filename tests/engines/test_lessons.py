@@ -14,7 +14,6 @@ from engines.config import RunConfig, train_config
 from engines.resources import resource_path
 from engines.run import Run
 
-torch.set_num_threads(1)
 
 
 def preset(name: str) -> dict:

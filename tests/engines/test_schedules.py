@@ -337,3 +337,17 @@ def test_ddpm_trained_briefly_on_moons_samples_with_ddpm_and_ddim():
     steps = []
     run.sample(10, "ddim", dict(steps=7), callback=steps.append)
     assert len(steps) == 7
+
+
+def test_exact_family_ddpm_schedule_axis_counts_from_0_like_the_samplers():
+    """The samplers report t = T-1 .. 0; the exact family's DDPM curves were drawn on 1..T (issue 8, item 9)."""
+    import numpy as np
+    from engines.families.exact import ExactConfig, ExactScore
+    from engines.data import mixture
+    mix = mixture("8gaussians")
+    fam = ExactScore(build(ExactConfig, dict(process="ddpm", T=40)), (2,), "cpu", dict(mixture=mix, mixture_data=mix))
+    t, abar = fam.schedule()["alpha_bar"]
+    assert t[0] == 0 and t[-1] == 39 and len(t) == 40
+    steps = []
+    fam.sample(8, "ddpm", {}, generator=gen(0), callback=steps.append)
+    assert [s["t"] for s in steps] == list(np.asarray(t)[::-1])
