@@ -171,10 +171,12 @@ class CheckpointPictures:
     field: dict                      # Run.field(...): xs (R,), ys (R,), score (R, R, 2), ...
     samples: np.ndarray | None       # (n, D)
     particles: np.ndarray | None     # (F, n, D) frames of the sampler, first to last
+    run_id: int = 0                  # which run of a session / comparison they belong to
 
 
 def pictures_at(run, ckpt: Checkpoint, resolution: int = 24, level=None, n: int = 500, frames: int = 24,
-                seed: int = 0, sampler: str | None = None, options: dict | None = None) -> CheckpointPictures:
+                seed: int = 0, sampler: str | None = None, options: dict | None = None,
+                run_id: int = 0) -> CheckpointPictures:
     """Field, samples and particle frames of `run` rewound to the checkpoint. The view box is the
     run's own, and the sampler noise is seeded, so pictures at two checkpoints are comparable."""
     v = view(run, ckpt)
@@ -187,4 +189,4 @@ def pictures_at(run, ckpt: Checkpoint, resolution: int = 24, level=None, n: int 
         if xs and not v.is_image:
             pick = np.unique(np.linspace(0, len(xs) - 1, min(frames, len(xs))).round().astype(int))
             particles = np.stack([np.asarray(xs[i]) for i in pick])
-    return CheckpointPictures(ckpt.step, fld, samples, particles)
+    return CheckpointPictures(ckpt.step, fld, samples, particles, run_id)
