@@ -10,6 +10,7 @@ import time
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engines.compare import Scrubber
+from engines.compare.align import marginal_kind
 from engines.compare.spec import MAX_RUNS, Comparison
 
 from .. import gcguard
@@ -207,7 +208,8 @@ class CompareWindow(QtWidgets.QMainWindow):
         key = tuple(id(r.column.particles.traj) for r in self.ctl.runs)
         if key != self._scrub_key:
             self._scrub_key = key
-            self._scrubber = Scrubber([r.column.particles.traj for r in self.ctl.runs])
+            self._scrubber = Scrubber([r.column.particles.traj for r in self.ctl.runs],
+                                      [marginal_kind(r.spec.cfg) for r in self.ctl.runs])
         return self._scrubber
 
     def scrub_to(self, p: float):

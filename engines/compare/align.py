@@ -32,9 +32,39 @@ def _arr(traj, name) -> np.ndarray:
     return np.asarray([] if v is None else v, dtype=float).reshape(-1)
 
 
-def axis_of(traj) -> Axis:
-    """The scrubber axis of a trajectory (anything with i, t, sigma arrays, e.g. messages.Trajectory)."""
-    sig = _arr(traj, "sigma")
+MARGINAL_STD_SAMPLERS = ("euler_maruyama", "pc", "ode")   # report the marginal std s(t), not s/alpha
+
+
+def marginal_kind(cfg) -> str | None:
+    """"vp" / "subvp" when a run's sampler reports the marginal std s(t) of a VP / sub-VP SDE (the
+    reverse-SDE and probability-flow samplers of score_sde and of the exact oracle), else None."""
+    fam, opts = cfg.family, dict(cfg.options or {})
+    if fam == "score_sde":
+        kind = opts.get("sde", "vp")
+    elif fam == "exact":
+        kind = opts.get("process", "vp")
+    else:
+        return None
+    sampler = cfg.sampler or ("euler_maruyama" if fam == "score_sde" or kind in ("vp", "ve", "subvp") else "")
+    return kind if kind in ("vp", "subvp") and sampler in MARGINAL_STD_SAMPLERS else None
+
+
+def ve_sigma(sigma: np.ndarray, kind: str | None) -> np.ndarray:
+    """The noise-to-signal ratio s/alpha from a marginal std s: VP has alpha^2 + s^2 = 1, so
+    s/alpha = s / sqrt(1 - s^2); sub-VP has s = 1 - alpha^2 (Song et al. 2021, eq. 29), so
+    s/alpha = s / sqrt(1 - s)."""
+    sigma = np.asarray(sigma, dtype=float)
+    if kind == "vp":
+        return sigma / np.sqrt(np.clip(1 - sigma ** 2, 1e-300, None))
+    if kind == "subvp":
+        return sigma / np.sqrt(np.clip(1 - sigma, 1e-300, None))
+    return sigma
+
+
+def axis_of(traj, kind: str | None = None) -> Axis:
+    """The scrubber axis of a trajectory (anything with i, t, sigma arrays, e.g. messages.Trajectory);
+    kind: see marginal_kind."""
+    sig = ve_sigma(_arr(traj, "sigma"), kind)
     frames = getattr(traj, "frames", None) if not isinstance(traj, dict) else traj.get("frames")
     n = len(frames) if frames is not None else max(len(sig), len(_arr(traj, "i")))
     pos = np.isfinite(sig) & (sig > 0)
@@ -48,9 +78,10 @@ def axis_of(traj) -> Axis:
 class Scrubber:
     """Aligns several trajectories; `frames(p)` gives each run's frame index (None: no trajectory)."""
 
-    def __init__(self, trajectories):
+    def __init__(self, trajectories, kinds=None):
         self.trajectories = list(trajectories)
-        self.axes = [None if t is None else axis_of(t) for t in self.trajectories]
+        kinds = list(kinds) if kinds is not None else [None] * len(self.trajectories)
+        self.axes = [None if t is None else axis_of(t, k) for t, k in zip(self.trajectories, kinds)]
         finite = [a.log_sigma[np.isfinite(a.log_sigma)] for a in self.axes if a is not None and a.kind == "sigma"]
         if finite:
             self.log_hi = float(max(f.max() for f in finite))

@@ -376,3 +376,21 @@ def test_turns_go_to_the_most_behind_run():
     assert abs(share.seconds[0] - share.seconds[1]) <= 0.05 + 5 * max(cost)
     with pytest.raises(ValueError):
         turns.set_mode("fastest")
+
+
+def test_vp_marginal_std_is_aligned_as_noise_to_signal():
+    """A VP reverse SDE reports s(t) = sqrt(1 - abar); DDPM reports sqrt((1 - abar)/abar): the same
+    noise level must land on the same scrubber position."""
+    abar = np.linspace(0.999, 1e-3, 50)                  # t = 0 .. T
+    ddpm_sigma = np.sqrt((1 - abar) / abar)
+    vp_std = np.sqrt(1 - abar)
+    comp = spec.make(base(), "ddpm,score_sde")
+    kinds = [align.marginal_kind(r.cfg) for r in comp.runs]
+    assert kinds == [None, "vp"]
+    np.testing.assert_allclose(align.ve_sigma(vp_std, "vp"), ddpm_sigma, rtol=1e-9)
+    sc = align.Scrubber([_traj(ddpm_sigma[::-1]), _traj(vp_std[::-1])], kinds)
+    for p in (0.1, 0.4, 0.7):
+        assert sc.frame(0, p) == sc.frame(1, p)
+    assert align.marginal_kind(spec.make(base(), "ddpm,score_sde:sde=ve").runs[1].cfg) is None
+    alpha = 0.6
+    assert align.ve_sigma(np.array([1 - alpha ** 2]), "subvp")[0] == pytest.approx((1 - alpha ** 2) / alpha)
