@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from engines import data as D
 from engines.config import ConfigError, RunConfig, TrainConfig, build
 from engines.families import get
 from engines.families.flows import PlanarLayer
