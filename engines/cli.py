@@ -11,7 +11,8 @@ Adding a command = one module + one row in COMMANDS below. The module exposes
     def run(args: argparse.Namespace) -> int
         # the exit status: 0 done, 1 the work itself failed (e.g. training diverged)
 
-and keeps the Unix contract that tests/engines/test_cli.py checks for every row:
+and keeps the Unix contract (tests/engines/test_cli.py checks every row's help texts, and the
+whole contract on list/train/sample/bench):
   - progress goes to stderr (`progress(...)`); stdout carries only the result, for the commands
     that compute something ONE JSON object printed last (`emit_json(...)`);
   - bad input raises ConfigError / ValueError / OSError (or CLIError) with a message naming the
@@ -19,6 +20,8 @@ and keeps the Unix contract that tests/engines/test_cli.py checks for every row:
     Any other exception is also one line, status 1 (GENPLAYGROUND_DEBUG=1 re-raises it);
   - the module may import torch at the top: it is imported only when its command runs or its
     --help is asked for, so `--help` and `--version` stay fast. This file imports no torch.
+  - a command that trains or samples sets torch's thread count once, engines.run.configure_threads
+    (a Run never does: two runs in one process would fight over it).
 
 main.py sends every COMMANDS name here (and `bench --gui` to app/bench.py); with no command it
 opens the window, whose options app/main.py declares and `--help` lists beside the commands.
