@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from .. import theme
+from ..flow_layout import FlowLayout
 from .base import (Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows,
                    show_image_grid)
 
@@ -117,7 +118,7 @@ class FieldPanel(Panel):
         super().__init__(parent)
         self.field = None
         self.resolution = 24
-        self.plot = plot_widget("Score  ∇x log p(x)", "x₁", "x₂", aspect=True)
+        self.plot = plot_widget("Score  ∇ₓ log p(x)", "x₁", "x₂", aspect=True)
         self.pi = self.plot.getPlotItem()
         self.img = pg.ImageItem()
         self.img.setZValue(-10)
@@ -166,9 +167,8 @@ class FieldPanel(Panel):
         self.res.valueChanged.connect(self._set_res)
 
         self.controls = QtWidgets.QWidget()
-        row2 = QtWidgets.QHBoxLayout(self.controls)
-        row2.setContentsMargins(0, 0, 0, 0)
-        row2.addWidget(self.bg, 1)
+        row2 = FlowLayout(self.controls)           # wraps on a narrow panel (fits a 1366 px screen)
+        row2.addWidget(self.bg)
         row2.addWidget(self.mode)
         self.res_label = QtWidgets.QLabel("grid")
         row2.addWidget(self.res_label)
@@ -184,6 +184,14 @@ class FieldPanel(Panel):
         self.data_img = pg.ImageItem()
         self.data_img.setVisible(False)
         self.pi.addItem(self.data_img)
+        # which noised data the field is of, under the plot (on the heat map it could not be read)
+        self.caption = QtWidgets.QLabel("")
+        self.caption.setObjectName("hint")
+        self.caption.setWordWrap(True)
+        self.caption.setToolTip("In the standardized units the model trains in (data shifted and scaled "
+                                "to mean 0 and unit spread); x₀ is the data, ε ~ N(0, I)")
+        self.caption.setVisible(False)
+        lay.addWidget(self.caption)
         self.note = QtWidgets.QLabel("")
         self.note.setObjectName("hint")
         self.note.setWordWrap(True)
@@ -217,6 +225,7 @@ class FieldPanel(Panel):
         self.true_arrows.setData([], [])
         self.img.clear()
         self.text.setText("")
+        self.caption.setVisible(False)
         if img:
             self.data.setData(None)
             prev = info.preview
@@ -383,15 +392,9 @@ class FieldPanel(Panel):
             self.cbar.setVisible(False)
         self.data.setVisible(self.data_box.isChecked())
 
-        lv = f.get("level")
-        lvd = getattr(self.info, "level", None) or {}
-        if lv is not None:
-            sym = "σ" if lvd.get("kind") == "sigma" else "t"
-            head = f"{sym} = {lv:.3g}" if isinstance(lv, float) else f"{sym} = {lv}"
-            a_s = f.get("alpha_sigma")
-            if a_s:
-                head += f"    x_noisy = {a_s[0]:.2f}·x + {a_s[1]:.2g}·z"
-            lines.insert(0, head)
+        self.caption.setText(noising_caption(f.get("level"), getattr(self.info, "level", None) or {},
+                                             f.get("alpha_sigma")))
+        self.caption.setVisible(bool(self.caption.text()))
         self.text.setText("\n".join(lines))
 
     def _show_no_field(self, f):
@@ -408,6 +411,7 @@ class FieldPanel(Panel):
             self._title = "Training data"
             self.pi.setTitle(self._title, color=theme.FG, size="10pt")
             self.text.setText("")
+            self.caption.setVisible(False)
             self.note.setText(f"{getattr(self.info, 'title', 'This family')} defines no field on the plane: no score, "
                               "energy, density or discriminator to draw. Shown: the training data. "
                               "Its own pictures are in Family views.")
@@ -418,12 +422,15 @@ class FieldPanel(Panel):
     def _set_title(self, f):
         bg = self.bg.currentData()
         arrows = "score" in f
+        # the score of the NOISED data at the slider's level: p_t (time) or p_σ (noise level)
+        kind = (getattr(self.info, "level", None) or {}).get("kind")
+        p = "p_σ(x)" if kind == "sigma" else "p_t(x)" if kind else "p(x)"
         if bg in (None, "score", "none", "error"):
-            title = "Score  ∇x log p(x)" if arrows else "Field"
+            title = f"Score  ∇ₓ log {p}" if arrows else "Field"
         elif bg == "energy":
             title = "Energy E(x)" + ("  ·  arrows: score −∇E(x)" if arrows else "")
         elif bg == "log_density":
-            title = "Log density log p(x)" + ("  ·  arrows: score ∇ log p(x)" if arrows else "")
+            title = f"Log density log {p}" + (f"  ·  arrows: score ∇ₓ log {p}" if arrows else "")
         elif bg == "discriminator":
             z = f.get("discriminator")
             prob = z is not None and np.nanmin(z) >= 0 and np.nanmax(z) <= 1
@@ -445,3 +452,23 @@ class FieldPanel(Panel):
 
     def arrow_count(self) -> int:
         return len(self.arrows.xData) // 6 if self.arrows.xData is not None else 0
+
+
+
+def noising_caption(level, level_info: dict, alpha_sigma) -> str:
+    """The noised data the field is of, x_t = α x₀ + s ε in standardized units:
+    VP processes (α² + s² = 1, DDPM eq. 4): x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε;
+    VE (α = 1, NCSN / SMLD): x_σ = x₀ + σ ε; otherwise (sub-VP) the two numbers."""
+    if level is None:
+        return ""
+    sigma_kind = level_info.get("kind") == "sigma"
+    sym = "σ" if sigma_kind else "t"
+    head = f"{sym} = {level:.3g}" if isinstance(level, float) else f"{sym} = {level}"
+    if not alpha_sigma:
+        return head
+    a, s = float(alpha_sigma[0]), float(alpha_sigma[1])
+    if abs(a - 1.0) < 1e-6:
+        return f"x_σ = x₀ + σ·ε,  σ = {s:.3g}" + ("" if sigma_kind else f"  ({head})")
+    if abs(a * a + s * s - 1.0) < 1e-3:
+        return f"{head}  ·  x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε = {a:.3f}·x₀ + {s:.3f}·ε  (ᾱ_t = {a * a:.4g})"
+    return f"{head}  ·  x_t = α_t·x₀ + s_t·ε = {a:.3f}·x₀ + {s:.3f}·ε"

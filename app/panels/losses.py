@@ -318,8 +318,17 @@ class LossesPanel(Panel):
         self._last_draw = time.perf_counter()
         use_log = self._use_log()
         self.pi.getAxis("left").setLogMode(use_log)
-        self.pi.setLabel("left", "loss (log scale)" if use_log else "loss")
-        self.log_box.setEnabled(all(t.positive for t in self.terms.values()))
+        self.pi.setLabel("left", axis_title(list(self.terms), use_log))
+        can_log = all(t.positive for t in self.terms.values())
+        if can_log != self.log_box.isEnabled():
+            # a term <= 0 (a negative log-likelihood of a density above 1, say) rules the log
+            # scale out: the box shows it off, not ticked and greyed; the choice comes back after
+            self.log_box.blockSignals(True)
+            self.log_box.setChecked(self.log and can_log)
+            self.log_box.blockSignals(False)
+            self.log_box.setEnabled(can_log)
+            self.log_box.setToolTip("Log-scale loss axis" if can_log else
+                                    "Off: a term is ≤ 0, which a log scale cannot show")
         show_raw = self.raw_box.isChecked() and self.alpha > 0
         for i, (name, t) in enumerate(self.terms.items()):
             if name not in self.curves:
@@ -449,3 +458,14 @@ class LossesPanel(Panel):
     def value_at_end(self, name="loss"):
         t = self.terms.get(name)
         return None if t is None or not len(t.raw) else float(t.raw.v[-1])
+
+
+# training terms that are not losses: a GAN's discriminator averages E[D(x)], E[D(G(z))]
+PROBABILITY_TERMS = {"d_real": "D(x)", "d_fake": "D(G(z))"}
+
+
+def axis_title(terms: list[str], log: bool) -> str:
+    """The y axis names what is plotted: losses, and D(x) averages when a GAN logs them."""
+    probs = [PROBABILITY_TERMS[t] for t in terms if t in PROBABILITY_TERMS]
+    title = "loss" + (f", mean {' and '.join(probs)}" if probs else "")
+    return title + (" (log scale)" if log else "")

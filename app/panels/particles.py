@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtWidgets
 from engines import messages as M
 
 from .. import theme
+from ..flow_layout import FlowLayout
 from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
 
 TRAIL_PARTICLES = 300
@@ -91,7 +92,7 @@ class ParticlesPanel(Panel):
         self.duration.setCurrentIndex(1)
         self.duration.setToolTip("How long one playback of the trajectory lasts")
 
-        row = QtWidgets.QHBoxLayout()
+        row = FlowLayout()                         # wraps on a narrow panel (fits a 1366 px screen)
         row.addWidget(self.sample_btn)
         row.addWidget(self.n)
         row.addWidget(self.loop)
@@ -265,8 +266,8 @@ class ParticlesPanel(Panel):
         parts = [f"{tr.sampler or self.sampler_name or 'sampler'}: step {i + 1}/{tr.steps}"]
         if not math.isnan(t):
             parts.append(f"t = {t:.3g}")
-        if not math.isnan(s):
-            parts.append(f"σ = {s:.3g}")
+        if not math.isnan(s) and s > 0:       # VAE, GAN, flows, EBM chains: no noise level to state
+            parts.append(sigma_label(getattr(self.info, "level", None) or {}, s))
         head = "   ".join(parts)
         sub = f"{len(fr)} particles · model of step {tr.step}"
         bad = len(fr) - self.points.count() if fr.ndim == 2 else 0
@@ -277,3 +278,12 @@ class ParticlesPanel(Panel):
 
     def particle_count(self) -> int:
         return self.points.count()
+
+
+def sigma_label(level_info: dict, s: float) -> str:
+    """The sampler's noise level, defined. Families indexed by a time t report the noise-to-signal
+    ratio of x_t = √ᾱ x₀ + √(1−ᾱ) ε, σ = √((1−ᾱ)/ᾱ) (x_t/√ᾱ = x₀ + σ ε: the VE-equivalent level,
+    Karras et al. 2022 Table 1, VP: s = √ᾱ, σ = √(1/ᾱ − 1)); NCSN-like families their own σ."""
+    if level_info.get("kind") == "t":
+        return f"σ = √((1−ᾱ)/ᾱ) = {s:.3g}"
+    return f"σ = {s:.3g}"

@@ -13,6 +13,7 @@ from PySide6 import QtCore, QtWidgets
 from engines import likelihood, quality
 
 from .. import theme
+from ..flow_layout import FlowLayout
 from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
 
 
@@ -93,13 +94,12 @@ class SamplesPanel(Panel):
         self.show_data = QtWidgets.QCheckBox("data")
         self.show_data.setChecked(True)
         self.show_data.toggled.connect(lambda on: self.data.setVisible(on))
-        row = QtWidgets.QHBoxLayout()
+        row = FlowLayout()                         # wraps on a narrow panel (fits a 1366 px screen)
         row.addWidget(QtWidgets.QLabel("n"))
         row.addWidget(self.n)
         row.addWidget(QtWidgets.QLabel("every"))
         row.addWidget(self.every)
         row.addWidget(self.show_data)
-        row.addStretch(1)
         row.addWidget(self.refresh)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)

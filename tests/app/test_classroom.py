@@ -200,3 +200,35 @@ def test_points_keep_their_size_on_high_dpi_screens_and_across_the_splat_thresho
     for a in (dots1, dots2, splat1, splat2):
         assert 0.6 * expected < a < 1.45 * expected, (dots1, dots2, splat1, splat2, expected)
     assert 0.8 < dots2 / dots1 < 1.25
+
+
+def test_the_field_caption_states_the_noising_in_one_unit():
+    from app.panels.field import noising_caption
+    abar = 0.9719
+    text = noising_caption(10, {"kind": "t"}, (math.sqrt(abar), math.sqrt(1 - abar)))
+    assert "√ᾱ_t·x₀ + √(1−ᾱ_t)·ε = 0.986·x₀ + 0.168·ε" in text and "ᾱ_t = 0.9719" in text
+    assert noising_caption(0.108, {"kind": "sigma"}, (1.0, 0.108)) == "x_σ = x₀ + σ·ε,  σ = 0.108"
+    assert noising_caption(None, {}, None) == ""
+
+
+def test_the_particles_sigma_is_defined_per_family():
+    from app.panels.particles import sigma_label
+    abar = 0.2
+    s = math.sqrt((1 - abar) / abar)
+    assert sigma_label({"kind": "t"}, s) == "σ = √((1−ᾱ)/ᾱ) = 2"
+    assert sigma_label({"kind": "sigma"}, 0.108) == "σ = 0.108"
+
+
+def test_losses_axis_names_gan_averages_and_log_y_is_off_when_it_cannot_apply(themed_app, run_info):
+    from app.panels.losses import LossesPanel, axis_title
+    assert axis_title(["loss", "d_loss", "d_real", "d_fake"], True) == "loss, mean D(x) and D(G(z)) (log scale)"
+    assert axis_title(["loss"], False) == "loss"
+    panel = LossesPanel()
+    panel.reset(run_info())
+    panel.append(np.arange(5), {"loss": np.array([2.0, 1.0, -0.5, -1.0, -1.5])})   # a flow's NLL < 0
+    panel._draw()
+    assert not panel.log_box.isEnabled() and not panel.log_box.isChecked()
+    panel.reset(run_info())
+    panel.append(np.arange(3), {"loss": np.array([2.0, 1.0, 0.5])})
+    panel._draw()
+    assert panel.log_box.isEnabled() and panel.log_box.isChecked()
