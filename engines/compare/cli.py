@@ -73,7 +73,7 @@ def comparison(args) -> S.Comparison:
     if args.family and args.preset:
         changes["family"] = args.family
     if changes or options or train:
-        tr = S._train_dict(base.train)
+        tr = S.train_dict(base.train)
         tr.update(train)
         base = RunConfig(dataset=changes.get("dataset", base.dataset), family=changes.get("family", base.family),
                          train=tr, options={**(base.options if "family" not in changes else {}), **options},

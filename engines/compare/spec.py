@@ -143,14 +143,14 @@ def parse_item(text: str) -> Item:
                 sampler=sampler, sampler_options=tuple(kinds["sampler_options"]))
 
 
-def _train_dict(train) -> dict:
+def train_dict(train) -> dict:
     if isinstance(train, TrainConfig):
         return dataclasses.asdict(train)
     return dict(train or {})
 
 
 def _train_seed(cfg: RunConfig) -> int:
-    return int(_train_dict(cfg.train).get("seed", 0))
+    return int(train_dict(cfg.train).get("seed", 0))
 
 
 def vary(base: RunConfig, item: Item, is_image: bool) -> RunConfig:
@@ -161,7 +161,7 @@ def vary(base: RunConfig, item: Item, is_image: bool) -> RunConfig:
         cls = families.get(family)
         fam_keys = {d["name"] for d in describe(cls.Config)}
         options = dict(base.options) if same else {}
-        train = _train_dict(base.train) if same else {}
+        train = train_dict(base.train) if same else {}
         for k, v in item.options:
             # a bare TrainConfig name (lr, batch, seed) that is not a family option is a train change
             (train if k not in fam_keys and k in TRAIN_KEYS else options)[k] = v
@@ -169,7 +169,7 @@ def vary(base: RunConfig, item: Item, is_image: bool) -> RunConfig:
         for k in SHARED_TRAIN_KEYS:
             if k in dict(item.train) or (k in dict(item.options) and k not in fam_keys):
                 raise ConfigError(f"{k} is shared by every run of a comparison; set it on the base run")
-        base_train = _train_dict(base.train)
+        base_train = train_dict(base.train)
         for k in ("seed", "threads"):   # the same training seed unless the item changes it
             if k in base_train:
                 train.setdefault(k, base_train[k])
@@ -228,7 +228,7 @@ def make(base: RunConfig, items, fair: str = "steps", target_quality: float = 1.
     is_image = D.is_image(base.dataset) if isinstance(base.dataset, str) else False
     if not isinstance(base.train, TrainConfig):   # resolve the base's own defaults once
         try:
-            base = dataclasses.replace(base, train=train_config(base.family, is_image, _train_dict(base.train)))
+            base = dataclasses.replace(base, train=train_config(base.family, is_image, train_dict(base.train)))
         except ValueError as e:
             raise ConfigError(f"the base run: {e}") from None
     parsed = [parse_item(t) for t in texts]

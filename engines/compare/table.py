@@ -18,7 +18,7 @@ class Column:
     title: str
     better: str | None          # "lower", "higher", or None (informative only)
     unit: str = ""
-    digits: int = 3
+    integer: bool = False       # shown as a whole number (counts)
 
 
 COLUMNS = (
@@ -26,11 +26,11 @@ COLUMNS = (
     Column("nll", "NLL", "lower"),                            # unit per row (nats, bits/dim)
     Column("nfe", "network evals/sample", "lower"),
     Column("sample_seconds", "sampling time", "lower", "s"),
-    Column("steps_per_s", "training speed", "higher", "steps/s", 1),
-    Column("steps", "steps trained", None, "", 0),
-    Column("train_seconds", "training time", None, "s", 1),
-    Column("parameters", "parameters", "lower", "", 0),
-    Column("seconds_to_target", "time to target", "lower", "s", 1),
+    Column("steps_per_s", "training speed", "higher", "steps/s"),
+    Column("steps", "steps trained", None, "", integer=True),
+    Column("train_seconds", "training time", None, "s"),
+    Column("parameters", "parameters", "lower", "", integer=True),
+    Column("seconds_to_target", "time to target", "lower", "s"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -102,7 +102,7 @@ class ComparisonTable:
         v = self.rows[row].get(c.key)
         if v is None:
             return "-"
-        text = f"{v:,.0f}" if c.digits == 0 or abs(v) >= 100 else f"{v:.3g}"
+        text = f"{v:,.0f}" if c.integer or abs(v) >= 100 else f"{v:.3g}"
         if c.key == "nll" and len({r.nll_unit for r in self.rows if r.get("nll") is not None}) > 1:
             text += f" {self.rows[row].nll_unit}"
         return text
