@@ -201,12 +201,12 @@ class ConfigForm(QtWidgets.QWidget):
         except (ConfigError, ValueError, TypeError):
             return
         inactive = getattr(obj, "inactive_fields", None)
-        off = set(inactive()) if inactive else set()
+        off = set(inactive()) if callable(inactive) else set()
         for name, ed in self.editors.items():
             ed.setEnabled(name not in off)
             self.labels[name].setEnabled(name not in off)
         summary = getattr(obj, "summary", None)
-        text = summary() if summary else ""
+        text = summary() if callable(summary) else ""
         self.note.setText(text)
         self.note.setVisible(bool(text))
 
