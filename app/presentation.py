@@ -19,7 +19,9 @@ from . import theme
 DEVELOPER_STATS = ("fps", "lateness", "rss", "device")
 # lesson `hide` names -> the control group's title in the window
 GROUP_TITLES = {"dataset": "Dataset", "family": "Model family", "sampler": "Sampler", "training": "Training"}
-CAPTION_SCALE = 1.5             # the lesson caption, on top of the theme's larger fonts
+CAPTION_SCALE = 1.25            # the lesson caption, on top of the theme's larger fonts
+TOP_SHARE = 0.64                # of the height, for the pictures above the loss curve
+SIDE_SHARE = 0.22               # of the width, for the lesson and the controls left visible
 STEP_KEYS = (QtCore.Qt.Key.Key_PageDown, QtCore.Qt.Key.Key_Right)
 PLAY_KEYS = (QtCore.Qt.Key.Key_PageUp, QtCore.Qt.Key.Key_Left)
 
@@ -125,7 +127,22 @@ class Presentation(QtCore.QObject):
         for sc in self._keys:
             sc.setEnabled(True)
         win.showFullScreen()
+        QtCore.QTimer.singleShot(0, lambda: self._arrange(shown))
         self.changed.emit(True)
+
+    def _arrange(self, shown: set):
+        """Pictures large, the loss curve a strip below them, the lesson a column on the left."""
+        win = self.win
+        if not self.active:
+            return
+        H, V = QtCore.Qt.Orientation.Horizontal, QtCore.Qt.Orientation.Vertical
+        side = getattr(win, "controls_dock", None)
+        if side is not None and side.isVisible():
+            win.resizeDocks([side], [int(win.width() * SIDE_SHARE)], H)
+        top = [k for k in ("field", "particles", "samples") if k in shown]
+        if top and "losses" in shown:
+            h = win.height()
+            win.resizeDocks([win.docks[top[0]], win.docks["losses"]], [int(h * TOP_SHARE), int(h * (1 - TOP_SHARE))], V)
 
     def leave(self):
         if not self.active:

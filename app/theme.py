@@ -113,8 +113,9 @@ def font_scale() -> float:
     return CURRENT.font_scale * ZOOM
 
 
-def title_size() -> str:
-    return f"{BASE_TITLE_PT * font_scale():.0f}pt"
+def title_size(scale: float = 1.0) -> str:
+    """Plot titles: 10 pt (x scale) at zoom 1, larger with the zoom and the projector theme."""
+    return f"{BASE_TITLE_PT * scale * font_scale():.0f}pt"
 
 
 def legend(plot: pg.PlotItem, offset=(-5, -5)):

@@ -233,7 +233,7 @@ class FieldPanel(Panel):
                 show_image_grid(self.data_img, prev[:36])
                 self.pi.setRange(xRange=(0, self.data_img.width()), yRange=(0, self.data_img.height()), padding=0.02)
             self._title = "Training images"
-            self.pi.setTitle(self._title, color=theme.FG, size="10pt")
+            self.pi.setTitle(self._title, color=theme.FG, size=theme.title_size())
             self.empty.setVisible(False)
             self.note.setText("Images have no 2D field to draw (a score, energy or density over the plane). "
                               "Shown instead: training images, to compare with the Samples; the family's own "
@@ -409,7 +409,7 @@ class FieldPanel(Panel):
             self.true_arrows.setData([], [])
             self.legend.setVisible(False)
             self._title = "Training data"
-            self.pi.setTitle(self._title, color=theme.FG, size="10pt")
+            self.pi.setTitle(self._title, color=theme.FG, size=theme.title_size())
             self.text.setText("")
             self.caption.setVisible(False)
             self.note.setText(f"{getattr(self.info, 'title', 'This family')} defines no field on the plane: no score, "
@@ -439,7 +439,7 @@ class FieldPanel(Panel):
             title = "Field"
         if title != getattr(self, "_title", None):
             self._title = title
-            self.pi.setTitle(title, color=theme.FG, size="10pt")
+            self.pi.setTitle(title, color=theme.FG, size=theme.title_size())
         has_arrows = "score" in f
         if has_arrows != getattr(self, "_legend_arrows", True):
             self._legend_arrows = has_arrows

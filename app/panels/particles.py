@@ -266,9 +266,9 @@ class ParticlesPanel(Panel):
         parts = [f"{tr.sampler or self.sampler_name or 'sampler'}: step {i + 1}/{tr.steps}"]
         if not math.isnan(t):
             parts.append(f"t = {t:.3g}")
-        if not math.isnan(s) and s > 0:       # VAE, GAN, flows, EBM chains: no noise level to state
-            parts.append(sigma_label(getattr(self.info, "level", None) or {}, s))
         head = "   ".join(parts)
+        if not math.isnan(s) and s > 0:       # VAE, GAN, flows, EBM chains: no noise level to state
+            head += "\n" + sigma_label(getattr(self.info, "level", None) or {}, s)   # a line of its own: not clipped
         sub = f"{len(fr)} particles · model of step {tr.step}"
         bad = len(fr) - self.points.count() if fr.ndim == 2 else 0
         if bad:                       # non-finite particles are not drawn: say how many

@@ -130,9 +130,9 @@ class SamplesPanel(Panel):
             self.pi.showAxis(ax, not img)
         if img:
             self.data.setData(None)
-            self.pi.setTitle("Generated images", color=theme.FG, size="10pt")
+            self.pi.setTitle("Generated images", color=theme.FG, size=theme.title_size())
         else:
-            self.pi.setTitle("Generated samples", color=theme.FG, size="10pt")
+            self.pi.setTitle("Generated samples", color=theme.FG, size=theme.title_size())
             self.data.setData(info.preview)
             b = info.bounds
             if b:

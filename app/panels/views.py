@@ -333,7 +333,7 @@ class ViewsPanel(Panel):
                 if len(textwrap.wrap(title, max(chars, 12))) > 2:
                     long_titles.append(f"<b>{html.escape(name)}</b>: {html.escape(title)}")
                 theme.style_plot(p, shown, grid=v.get("kind") == "curves")
-                p.setTitle(shown, color=theme.FG, size="9pt")
+                p.setTitle(shown, color=theme.FG, size=theme.title_size(0.9))
                 p.getAxis("left").setWidth(34)
                 p.setToolTip(title)
                 self.plots[name] = p
