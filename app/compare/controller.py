@@ -33,10 +33,13 @@ CLOSE_WAIT_S = 1.0
 
 @dataclasses.dataclass(eq=False)
 class RunState:
-    index: int                    # its place in the fair share
+    key: int                      # stable for the run's life (its loss curve)
     spec: object                  # engines.compare.RunSpec
     slot: CompareSlot
     column: RunColumn
+    index: int = -1               # the current worker's place in the fair share (-1: none yet)
+    pending_index: int = -1       # the place of the worker being built (a fresh one per build, so
+                                  # a retired worker's last chunks never count for its successor)
     info: M.RunInfo | None = None
     step: int = 0
     steps_per_s: float = 0.0
@@ -71,9 +74,9 @@ class CompareController(QtCore.QObject):
         return thread_budgets(max(len(self.runs), 1), reserve=1, slots=self.share.slots)[0]
 
     def _add(self, spec) -> RunState:
-        idx = self.turns.add()
-        column = RunColumn(spec.label, run_color(len(self.runs) + len(self.retired)))
-        rs = RunState(idx, spec, CompareSlot(self.turns, idx), column)
+        key = self._keys = getattr(self, "_keys", -1) + 1
+        column = RunColumn(spec.label, run_color(key))
+        rs = RunState(key, spec, CompareSlot(self.turns, -1), column)
         if "particles" in self.view:
             column.particles.n.setValue(int(self.view["particles"]))
         if "samples" in self.view:
@@ -91,6 +94,9 @@ class CompareController(QtCore.QObject):
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=self.threads()))
         want = M.Want.from_dict(rs.column.want())
         rs.want_sent = want
+        if rs.pending_index != rs.index:            # a build under way is replaced: its place goes
+            self.turns.remove(rs.pending_index)
+        rs.pending_index = rs.slot.index = self.turns.add()
         rs.slot.start(cfg, self.data, playing=self.playing, want=want, sampler=cfg.sampler,
                       sampler_options=cfg.sampler_options, play_seq=self.play_seq)
         rs.column.status.setText("building…")
@@ -108,7 +114,6 @@ class CompareController(QtCore.QObject):
         rs.spec = comp.runs[i]
         rs.column.set_label(rs.spec.label)
         self._fresh_numbers(rs)
-        self.turns.reset(rs.index)
         self._start(rs)
         self.win.run_changed(rs)
         return True
@@ -129,7 +134,8 @@ class CompareController(QtCore.QObject):
         i = self.runs.index(rs)
         self.comp = self.comp.without(i)
         self.runs.remove(rs)
-        self.turns.remove(rs.index)
+        for i in {rs.index, rs.pending_index} - {-1}:
+            self.turns.remove(i)
         rs.slot.retire_all()
         self.retired.append(rs.slot)
         self.win.run_removed(rs)
@@ -137,7 +143,6 @@ class CompareController(QtCore.QObject):
     def reset_all(self):
         for rs in self.runs:
             self._fresh_numbers(rs)
-            self.turns.reset(rs.index)
             self._start(rs)
 
     def _fresh_numbers(self, rs: RunState):
@@ -222,16 +227,21 @@ class CompareController(QtCore.QObject):
     def _dispatch_building(self, rs: RunState, msg):
         if isinstance(msg, M.RunInfo):
             rs.slot.promote()
+            if rs.index not in (-1, rs.pending_index):   # the retired worker's place leaves the share
+                self.turns.remove(rs.index)
+            rs.index = rs.pending_index
             self._dispatch(rs, msg)
             for later in rs.slot.worker.drain():
                 self._guarded(self._dispatch, rs, later)
         elif isinstance(msg, M.Error) and msg.fatal:
             rs.slot.drop_building()
+            if rs.pending_index != rs.index:          # the failed build's place leaves the share
+                self.turns.remove(rs.pending_index)
+            rs.pending_index = rs.slot.index = rs.index
             keep = "its previous run goes on" if rs.slot.worker is not None else "it has no run"
             self.win.show_error(f"{rs.spec.label}: {msg.title}", f"{msg.text}\n\nThe run could not start; {keep}.")
             if rs.slot.worker is None:
                 rs.column.status.setText("failed")
-                self.turns.remove(rs.index)
         elif not isinstance(msg, M.Finished):
             self._dispatch(rs, msg)
 
@@ -257,7 +267,7 @@ class CompareController(QtCore.QObject):
                 if q is not None:
                     rs.quality, rs.metrics = q, dict(msg.metrics)
                     rs.log.add(self.share.seconds[rs.index], msg.metrics.get("samples_step", msg.step), q)
-            self.win.losses.add(rs.index, msg.loss_steps, msg.losses.get("loss", []))
+            self.win.losses.add(rs.key, msg.loss_steps, msg.losses.get("loss", []))
             for p in col.panels():
                 p.on_snapshot(msg)
             if msg.diverged:              # it trains no more until changed or reset
@@ -280,7 +290,7 @@ class CompareController(QtCore.QObject):
     def table(self) -> ComparisonTable:
         rows = []
         for rs in self.runs:
-            secs = self.share.seconds[rs.index]
+            secs = self.share.seconds[rs.index] if rs.index >= 0 else 0.0
             nll = rs.metrics.get("nll")
             rows.append(Row.of(rs.spec.label, rs.spec.cfg.family, nll_unit=str(rs.metrics.get("nll_unit", "")),
                                quality_x_iid=rs.quality, nll=nll, nfe=rs.nfe, sample_seconds=rs.sample_seconds,

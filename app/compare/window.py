@@ -169,11 +169,11 @@ class CompareWindow(QtWidgets.QMainWindow):
         QtCore.QTimer.singleShot(0, self._relayout)
         rs.column.changeRequested.connect(self._change_dialog)
         rs.column.removeRequested.connect(self._remove)
-        self.losses.set_run(rs.index, rs.spec.label, rs.column.color)
+        self.losses.set_run(rs.key, rs.spec.label, rs.column.color)
         self._scrub_key = None
 
     def run_changed(self, rs):
-        self.losses.set_run(rs.index, rs.spec.label, rs.column.color)
+        self.losses.set_run(rs.key, rs.spec.label, rs.column.color)
         self._scrub_key = None
 
     def run_removed(self, rs):
@@ -181,7 +181,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         rs.column.hide()
         rs.column.deleteLater()
         self._relayout()
-        self.losses.remove_run(rs.index)
+        self.losses.remove_run(rs.key)
         self._scrub_key = None
 
     def run_ready(self, rs):

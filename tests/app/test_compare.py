@@ -55,7 +55,7 @@ def test_two_runs_train_side_by_side_with_equal_steps(open_window, wait_until):
     # equal-steps sharing: neither run gets far ahead (a turn is at most a few chunks)
     assert max(steps) - min(steps) <= max(steps) * 0.6 + 50, steps
     # the same panels per run, and one loss curve per run
-    assert all(len(win.losses.series(r.index)[0]) > 0 for r in win.ctl.runs)
+    assert all(len(win.losses.series(r.key)[0]) > 0 for r in win.ctl.runs)
     win.fair_box.setCurrentIndex(1)                       # the user's choice: equal training time
     assert win.ctl.share.mode == "time" and win.ctl.comp.fair == "time"
     t0 = list(win.ctl.share.seconds)
@@ -72,10 +72,19 @@ def test_four_runs_open_and_remove_one(open_window, wait_until):
     old_worker = gone.slot.worker
     win.ctl.remove_run(gone)
     assert [r.spec.cfg.family for r in win.ctl.runs] == ["ddpm", "ncsn", "dsm"]
-    assert gone.index not in win.losses.curves and gone.column.isHidden()
+    assert gone.key not in win.losses.curves and gone.column.isHidden()
     assert win.ctl.turns.share.active[gone.index] is False
     wait_until(lambda: not old_worker.is_alive(), 30, "the removed run's thread to end")
     wait_until(lambda: not win.ctl.retired, 30, "the removed run to be reaped")
+    win.ctl.step_once(3)                                   # Step acts on every run: exactly 3 steps each
+    wait_until(lambda: [r.step for r in win.ctl.runs] == [3, 3, 3], 120, "one Step of 3 on every run")
+    workers = [r.slot.worker for r in win.ctl.runs]
+    win.ctl.reset_all()                                    # Reset: fresh runs from the same seed
+    wait_until(lambda: all(r.slot.worker is not None and r.slot.worker not in workers and r.info is not None
+                           for r in win.ctl.runs), 120, "the reset runs")
+    assert [r.step for r in win.ctl.runs] == [0, 0, 0]
+    assert all(win.ctl.share.steps[r.index] == 0 for r in win.ctl.runs)    # fresh places in the share
+    assert sum(win.ctl.share.active) == 3
     win.ctl.set_playing(True)
     wait_until(lambda: min(r.step for r in win.ctl.runs) > 0, 180, "the three runs training")
     win._frame()
