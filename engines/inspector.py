@@ -11,6 +11,7 @@ here (no Qt) from what a run publishes, plus the probe a session runs beside tra
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -67,6 +68,16 @@ def spec_from_run_schedule(schedule: dict, label: str = "this run") -> ScheduleS
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def shared_curves(spec: ScheduleSpec) -> ScheduleCurves:
+    """schedule_curves, computed once per spec (the standard schedules of every report are the
+    same objects, so a view can keep what it drew); the arrays are read-only."""
+    c = schedule_curves(spec)
+    for a in c.as_dict().values():
+        a.flags.writeable = False
+    return c
+
+
 @dataclass(frozen=True)
 class InspectorReport:
     run_spec: ScheduleSpec | None
@@ -82,11 +93,11 @@ def inspect_schedule(schedule: dict | None, preview=None, label: str = "this run
                      extra_specs: tuple = STANDARD_SPECS, run_spec: ScheduleSpec | None = None) -> InspectorReport:
     """The inspector's content for a run: RunInfo.schedule and RunInfo.preview (data coordinates)."""
     spec = run_spec or spec_from_run_schedule(schedule or {}, label)
-    curves = tuple(schedule_curves(s) for s in extra_specs)
+    curves = tuple(shared_curves(s) for s in extra_specs)
     data = geom = None
     if preview is not None and np.asarray(preview).ndim == 2 and len(preview) >= 2:
         data = standardize(preview)
-        geom = data_geometry(data)
+        geom = data_geometry(data) if spec is not None else None     # only the warnings need it
     if spec is None:
         return InspectorReport(None, None, curves, (), geom, data, "this family has no noise schedule")
     try:

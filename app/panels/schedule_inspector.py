@@ -215,27 +215,40 @@ class ScheduleInspectorPanel(Panel):
         self.warnings.setText("".join(items))
 
     def _draw_curves(self):
-        for p in self.curve_plots.values():
-            p.clear()
+        """One item per (schedule, curve), kept between runs: the standard schedules are the same
+        objects every time, so a new run re-plots only its own curve (item creation dominates)."""
         r = self.report
-        if r is None:
-            return
-        run = [r.run_curves] if r.run_curves is not None else []
+        wanted = []                                        # (ScheduleCurves, pen) in drawing order
         names = []
-        for i, c in enumerate(self._others()):
-            color = theme.series_color(i)
-            self._plot_curves(c, pg.mkPen(color, width=1.2), c.label)
-            names.append(f"<span style='color:{pg.mkColor(color).name()}'>&#9473; {html.escape(c.label)}</span>")
-        for c in run:
-            self._plot_curves(c, pg.mkPen(theme.FG, width=3.5), c.label)
-            names.insert(0, f"<b>&#9473;&#9473; {html.escape(c.label)}</b>")
+        if r is not None:
+            for i, c in enumerate(self._others()):
+                color = theme.series_color(i)
+                wanted.append((c, pg.mkPen(color, width=1.2)))
+                names.append(f"<span style='color:{pg.mkColor(color).name()}'>&#9473; {html.escape(c.label)}</span>")
+            if r.run_curves is not None:
+                wanted.append((r.run_curves, pg.mkPen(theme.FG, width=3.5)))
+                names.insert(0, f"<b>&#9473;&#9473; {html.escape(r.run_curves.label)}</b>")
+        items = getattr(self, "_curve_items", {})          # id(curves) -> (curves, {key: item})
+        keep = {id(c) for c, _ in wanted}
+        for k in [k for k in items if k not in keep]:
+            for key, it in items.pop(k)[1].items():
+                self.curve_plots[key].removeItem(it)
+        for z, (c, pen) in enumerate(wanted):
+            if id(c) not in items:
+                items[id(c)] = (c, self._plot_curves(c, pen))
+            for it in items[id(c)][1].values():
+                it.setPen(pen)                              # colours follow the list order
+                it.setZValue(z)                             # the run's curve last: on top
+        self._curve_items = items
         self.legend.setText(" &nbsp; ".join(names))
 
-    def _plot_curves(self, c, pen, label):
+    def _plot_curves(self, c, pen) -> dict:
+        out = {}
         for key, _, log in CURVES:
             y = getattr(c, key)
             ok = np.isfinite(y) & ((y > 0) if log else True)
-            self.curve_plots[key].plot(c.t[ok], y[ok], pen=pen, name=label if key == "alpha_bar" else None)
+            out[key] = self.curve_plots[key].plot(c.t[ok], y[ok], pen=pen)
+        return out
 
     def _draw_forward(self):
         r = self.report
