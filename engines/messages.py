@@ -89,6 +89,8 @@ class Trajectory:
     sampler: str
     diverged: int = 0                      # particles that ended non-finite (drawn as "diverged")
     run_id: int = 0
+    mode_shares: np.ndarray | None = None  # (K,) share of the final particles per mixture component
+    mode_weights: np.ndarray | None = None # (K,) the mixture's weights (analytic datasets only)
 
 
 @dataclass(frozen=True)

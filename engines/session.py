@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import messages as M
+from .mode_shares import component_shares
 from .config import ConfigError
 from .history import loss_mean_recent
 from .nets import count_parameters
@@ -43,6 +44,9 @@ MAX_TRAJECTORY_BYTES = 48 << 20   # recorded particle frames (decimated by 2 whe
 MAX_SAMPLE_BYTES = 16 << 20       # one sample set
 SAMPLE_BATCH_BYTES = 4 << 20      # sampled per call (images: a few hundred at a time)
 CHECKPOINT = Budget(share=0.02, min_period=2.0)     # last good weights, for recovery after divergence
+
+
+MAX_SHARED_MODES = 8             # the particles' split per mixture component is shown up to this many
 
 
 class Cancelled(Exception):
@@ -639,9 +643,13 @@ class Session:
         m = np.asarray(meta, dtype=float).reshape(-1, 3)
         bad = int((~np.isfinite(final.reshape(len(final), -1)).all(1)).sum())
         seconds = self.clock() - t0
+        shares = weights = None
+        mix = run.family.context.get("mixture_data")          # an analytic mixture, in data coordinates
+        if mix is not None and final.ndim == 2 and len(mix.weights) <= MAX_SHARED_MODES:
+            shares, weights = component_shares(mix, final), np.asarray(mix.weights, dtype=float)
         self.post(M.Trajectory(frames=np.stack(frames), i=m[:, 0], t=m[:, 1], sigma=m[:, 2], nfe=counter[0],
                                steps=state["count"], seconds=seconds, step=run.step, sampler=self.sampler,
-                               diverged=bad))
+                               diverged=bad, mode_shares=shares, mode_weights=weights))
         if self.want.samples and not run.diverged and bad == 0:
             # the trajectory's last frame is a fresh sample of the current model: it refreshes
             # the Samples panel too, instead of a second sampling pass

@@ -273,6 +273,8 @@ class ParticlesPanel(Panel):
         bad = len(fr) - self.points.count() if fr.ndim == 2 else 0
         if bad:                       # non-finite particles are not drawn: say how many
             sub += f" · {bad} diverged (not finite)"
+        if tr.mode_shares is not None and f == len(tr.frames) - 1:
+            sub += "\n" + shares_text(tr.mode_shares, tr.mode_weights)
         self.text.setText(head + "\n" + sub)
         self.frameShown.emit(dict(i=i, t=None if math.isnan(t) else t, sigma=None if math.isnan(s) else s))
 
@@ -287,3 +289,10 @@ def sigma_label(level_info: dict, s: float) -> str:
     if level_info.get("kind") == "t":
         return f"σ = √((1−ᾱ)/ᾱ) = {s:.3g}"
     return f"σ = {s:.3g}"
+
+
+def shares_text(shares, weights) -> str:
+    """The final particles' split over the mixture's modes, beside the split the data has."""
+    got = " / ".join(f"{x:.2f}" for x in shares)
+    want = " / ".join(f"{w:.2f}" for w in weights)
+    return f"particles per mode: {got}  (data: {want})"

@@ -47,6 +47,10 @@ def test_presentation_mode_hides_what_the_lesson_hides(win, wait_until, pump):
     wait_until(lambda: win.ready() and win.cfg.family == "exact", 120, "the exact-score lesson")
     before = _visible_docks(win)
     assert {"field", "particles", "stats"} <= before
+    # the lesson's 0.8 / 0.2 split, as numbers: the particles' share per mode beside the data's
+    wait_until(lambda: getattr(win.particles.traj, "mode_shares", None) is not None, 120, "a particle run")
+    traj = win.particles.traj
+    assert np.allclose(traj.mode_weights, [0.8, 0.2]) and traj.mode_shares.sum() == pytest.approx(1.0)
     room = win.classroom
     room.toggle_presentation()
     pump(0.2)
