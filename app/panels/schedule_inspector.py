@@ -85,6 +85,9 @@ class ScheduleInspectorPanel(Panel):
         self.add = QtWidgets.QPushButton("Add")
         self.add.clicked.connect(self._add_custom)
         self.text.returnPressed.connect(self._add_custom)
+        self.manage = QtWidgets.QPushButton("Manage…")
+        self.manage.setToolTip("list and remove the custom schedules")
+        self.manage.clicked.connect(lambda: self.edit_dialog().open())
         self.custom_error = QtWidgets.QLabel("")
         self.custom_error.setObjectName("hint")
         self.custom_error.setWordWrap(True)
@@ -112,7 +115,8 @@ class ScheduleInspectorPanel(Panel):
         el.addWidget(self.steps, 0, 4)
         el.addWidget(self.text, 1, 0, 1, 4)
         el.addWidget(self.add, 1, 4)
-        el.addWidget(self.custom_error, 2, 0, 1, 5)
+        el.addWidget(self.custom_error, 2, 0, 1, 4)
+        el.addWidget(self.manage, 2, 4)
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(4, 4, 4, 4)
         curves = QtWidgets.QWidget()
@@ -189,6 +193,35 @@ class ScheduleInspectorPanel(Panel):
         self.other.insertItem(0, curves.label)
         self.other.setCurrentIndex(0)
         self.dirty = True
+
+    def edit_dialog(self) -> QtWidgets.QDialog:
+        """The custom schedules in a list, each removable (the curves and the right-hand forward
+        process follow)."""
+        dlg = QtWidgets.QDialog(self)
+        dlg.setWindowTitle("Custom schedules")
+        lst = QtWidgets.QListWidget()
+        lst.addItems([c.label for c in self.custom])
+        remove = QtWidgets.QPushButton("Remove")
+        close = QtWidgets.QPushButton("Close")
+
+        def drop():
+            row = lst.currentRow()
+            if 0 <= row < len(self.custom):
+                del self.custom[row]
+                lst.takeItem(row)
+                self.other.removeItem(row)
+                self.dirty = True
+        remove.clicked.connect(drop)
+        close.clicked.connect(dlg.accept)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(remove)
+        row.addStretch(1)
+        row.addWidget(close)
+        lay = QtWidgets.QVBoxLayout(dlg)
+        lay.addWidget(lst)
+        lay.addLayout(row)
+        dlg.list, dlg.remove = lst, remove
+        return dlg
 
     # ------------------------------------------------------------------ drawing
     def _draw(self):

@@ -78,6 +78,12 @@ def test_custom_schedules_are_checked_and_added(inspector, run_info, moons):
     inspector.text.setText("0:0.01, 1:20")
     inspector.add.click()
     assert inspector.other.count() == n + 2 and inspector.draw()
+    dlg = inspector.edit_dialog()                               # the editing dialog: list and remove
+    assert [dlg.list.item(i).text() for i in range(dlg.list.count())] == ["sigma points", "alpha_bar = exp(-8 * t ** 2)"]
+    dlg.list.setCurrentRow(0)
+    dlg.remove.click()
+    assert dlg.list.count() == 1 and inspector.other.count() == n + 1 and len(inspector.custom) == 1
+    assert inspector.draw() and len(inspector._curve_items) == 1 + n + 1     # customs + standards + the run
 
 
 def test_loss_strip_is_drawn_from_the_bins(inspector, run_info, moons):
