@@ -20,7 +20,7 @@ from engines import messages as M
 from engines.compare import (ComparisonTable, FairShare, Row, concurrent_slots, shared_data,
                              thread_budgets)
 from engines.compare.fair import Turns
-from engines.compare.measure import QualityLog, quality_of
+from engines.compare.measure import QualityLog, nll_of, quality_of
 from engines.compare.spec import MAX_RUNS, Comparison
 from engines.config import ConfigError
 
@@ -291,8 +291,8 @@ class CompareController(QtCore.QObject):
         rows = []
         for rs in self.runs:
             secs = self.share.seconds[rs.index] if rs.index >= 0 else 0.0
-            nll = rs.metrics.get("nll")
-            rows.append(Row.of(rs.spec.label, rs.spec.cfg.family, nll_unit=str(rs.metrics.get("nll_unit", "")),
+            nll, unit = nll_of(rs.metrics)
+            rows.append(Row.of(rs.spec.label, rs.spec.cfg.family, nll_unit=unit,
                                quality_x_iid=rs.quality, nll=nll, nfe=rs.nfe, sample_seconds=rs.sample_seconds,
                                steps_per_s=rs.steps_per_s or None, steps=rs.step, train_seconds=secs,
                                parameters=(rs.info.parameters or None) if rs.info else None,

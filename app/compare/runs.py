@@ -30,10 +30,11 @@ class GatedSession(Session):
         self._nll_next = 0.0
 
     def _post_samples(self, samples, metrics: dict):
-        """The comparison table's NLL rides with the samples' metrics, for families with a
-        likelihood, recomputed no more often than its cost allows (an ODE likelihood is slow)."""
+        """The comparison table's NLL rides with the samples' metrics: the Run's own held-out
+        report where it has one; else, for a family with a costlier likelihood (a VAE's bound, a
+        score SDE's ODE), measure.nll, recomputed no more often than its cost allows."""
         run = self.run
-        if "likelihood" in getattr(run.family, "capabilities", ()):
+        if "nll_unit" not in metrics and "likelihood" in getattr(run.family, "capabilities", ()):
             now = self.clock()
             if now >= self._nll_next:
                 from engines.compare.measure import nll
@@ -43,8 +44,8 @@ class GatedSession(Session):
                     self._nll = (None, "")
                 cost = self.clock() - now
                 self._nll_next = self.clock() + cost / NLL_SHARE
-            if self._nll[0] is not None:
-                metrics = {**metrics, "nll": self._nll[0], "nll_unit": self._nll[1]}
+            if self._nll[0] is not None:        # the Run's own report's keys (engines.likelihood)
+                metrics = {**metrics, "nll_nats": self._nll[0], "nll_unit": self._nll[1]}
         super()._post_samples(samples, metrics)
 
     def next_job(self, now):

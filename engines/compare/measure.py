@@ -88,26 +88,42 @@ def parameters(run) -> int:
     return int(sum(p.numel() for p in net.parameters())) if net is not None else 0
 
 
-def nll(run, n: int = 256, seed: int = 0) -> tuple[float | None, str]:
-    """Negative log-likelihood of n data points under the model, in the data's own units:
-    (nats per point, "nats") for points, where standardization x -> (x - m)/s adds D log s
-    (the change of variables); (nats per dimension, "nats/dim") for images. (None, "") when the
-    family has no tractable likelihood."""
-    fam = run.family
-    if "likelihood" not in getattr(fam, "capabilities", ()):
+POINT_UNIT = "nats per point (data units)"
+
+
+def nll_of(metrics: dict) -> tuple[float | None, str]:
+    """(value, unit) of the NLL in an evaluation dict (Run.evaluate's held-out report: nll_nats or
+    bits_per_dim with nll_unit), or (None, "")."""
+    unit = metrics.get("nll_unit")
+    value = metrics.get("bits_per_dim", metrics.get("nll_nats"))
+    if unit is None or value is None or not math.isfinite(float(value)):
         return None, ""
-    g = torch.Generator().manual_seed(seed)
-    x = run.data[torch.randperm(len(run.data), generator=g)[:n]]
+    return float(value), str(unit)
+
+
+def nll(run, n: int = 256) -> tuple[float | None, str]:
+    """The run's held-out NLL with its unit: the Run's own report where the family's likelihood is
+    cheap (engines.likelihood, via Run.held_out_likelihood); otherwise, for point data and a family
+    with any tractable likelihood (a VAE's importance-weighted bound, EM's mixture, a score SDE's
+    probability-flow ODE), -log p on n held-out points by the same change of variables
+    (likelihood.nll_points: + D log(scale)). (None, "") when there is none."""
+    own = getattr(run, "held_out_likelihood", None)
+    if own is not None:
+        value, unit = nll_of(own(n))
+        if value is not None:
+            return value, unit
+    fam = run.family
+    if run.is_image or "likelihood" not in getattr(fam, "capabilities", ()):
+        return None, ""
+    from ..likelihood import nll_points
+    ref = getattr(run, "reference", None)
+    x = (ref if ref is not None else run.data)[:n]
     try:
-        lp = fam.log_likelihood(run.to_norm(x).to(run.device))     # (n,) nats, normalized units
+        lp = fam.log_likelihood(run.to_norm(x).to(run.device))      # (n,) nats, normalized units
     except (NotImplementedError, RuntimeError, ValueError):
         return None, ""
-    lp = torch.as_tensor(lp).detach().to(torch.float64).reshape(-1)
-    dim = int(x[0].numel())
-    if run.is_image:
-        return float(-lp.mean()) / dim, "nats/dim"
-    value = float(-lp.mean()) + dim * math.log(run.scale)
-    return (value if math.isfinite(value) else None), "nats"
+    value = nll_points(torch.as_tensor(lp).detach().double(), int(x[0].numel()), run.scale)
+    return (value, POINT_UNIT) if math.isfinite(value) else (None, "")
 
 
 class QualityLog:

@@ -91,7 +91,7 @@ class ComparisonTable:
     def header(self, c: Column) -> str:
         if c.key == "nll":
             units = {r.nll_unit for r in self.rows if r.get("nll") is not None}
-            unit = units.pop() if len(units) == 1 else ""
+            unit = units.pop().split(" (")[0] if len(units) == 1 else ""     # "nats per point", "bits/dim"
         elif c.key == "seconds_to_target":
             return f"time to {self.target_quality:g}x iid (s)"
         else:

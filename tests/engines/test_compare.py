@@ -394,3 +394,21 @@ def test_vp_marginal_std_is_aligned_as_noise_to_signal():
     assert align.marginal_kind(spec.make(base(), "ddpm,score_sde:sde=ve").runs[1].cfg) is None
     alpha = 0.6
     assert align.ve_sigma(np.array([1 - alpha ** 2]), "subvp")[0] == pytest.approx((1 - alpha ** 2) / alpha)
+
+
+def test_nll_fallback_is_in_data_units(monkeypatch):
+    """A family whose likelihood is not the Run's cheap report (a VAE) gets its NLL by the change of
+    variables log p_data(x) = log p_norm(z) - D log(scale): with a standard normal in normalized
+    coordinates that is the closed form of N(x; shift, scale^2 I)."""
+    from engines.compare import measure
+    from engines.run import Run
+    run = Run(RunConfig(dataset="moons", family="vae", train=dict(n_data=400, seed=0)))
+    monkeypatch.setattr(run.family, "log_likelihood",
+                        lambda z: -0.5 * (z ** 2).sum(1) - math.log(2 * math.pi))       # N(0, I) in 2D
+    value, unit = measure.nll(run, 200)
+    ref = getattr(run, "reference", run.data)[:200]
+    d = torch.distributions.Normal(run.shift, torch.full_like(run.shift, run.scale))
+    assert unit.startswith("nats per point")
+    assert value == pytest.approx(float(-d.log_prob(ref).sum(1).mean()), rel=1e-5)
+    assert measure.nll_of(dict(bits_per_dim=1.5, nll_unit="bits/dim")) == (1.5, "bits/dim")
+    assert measure.nll_of({}) == (None, "")
