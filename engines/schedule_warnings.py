@@ -4,9 +4,11 @@
                     starts from; the KL(q(x_T) || N(0, I)) says by how much.
   sigma_max_small   VE: sigma_max below the data's largest pairwise distance (Song & Ermon 2020,
                     "Improved Techniques for Training Score-Based Generative Models", technique 1).
-  too_few_levels    the ratio between neighbouring levels exceeds the gamma of technique 2 of the
-                    same paper: a sample at level i must fall in the high-density shell of level i-1
-                    with probability about 1/2.
+  too_few_levels    VE: the ratio between neighbouring levels exceeds the gamma of technique 2 of
+                    the same paper: a sample at level i must fall in the high-density shell of level
+                    i-1 with probability about 1/2. It is a criterion for Langevin dynamics hopping
+                    down a ladder (NCSN, Karras grids); a VP chain's ancestral steps are Gaussian
+                    transitions it does not describe (in 784-D it would flag DDPM's first steps).
   sigma_min_coarse  the smallest noise level is coarser than the data's own detail (the spacing of
                     neighbouring data points), so the last denoising step blurs the data.
 
@@ -154,9 +156,7 @@ def schedule_warnings(spec: ScheduleSpec, geometry: DataGeometry, curves: Schedu
                 "and Langevin at sigma_max cannot move samples between far-apart modes",
                 f"raise sigma_max to at least {geometry.max_pairwise:.3g} (Song & Ermon 2020, technique 1)",
                 smax, geometry.max_pairwise))
-    # VP levels past the prior (abar_T < PRIOR_ALPHA_BAR_MAX) are all N(0, I) whatever their
-    # sigma, so their spacing does not matter (the cosine schedule's clipped last betas jump there)
-    live = sig if c.process == "ve" else sig[c.alpha_bar >= PRIOR_ALPHA_BAR_MAX]
+    live = sig if c.process == "ve" else sig[:0]       # technique 2 is about VE ladders (see above)
     limit = max_level_ratio(geometry.dim)
     worst = _worst_ratio(live)
     if worst > limit:
@@ -196,8 +196,7 @@ def _levels_fix(spec: ScheduleSpec, lo: float, hi: float, dim: int, limit: float
             mid = (lo_n + hi_n) // 2
             lo_n, hi_n = (lo_n, mid) if ok(mid) else (mid + 1, hi_n)
         return f"use at least {hi_n} levels (now {spec.T})"
-    what = "steps T" if spec.kind in VP_KINDS else "levels"
-    return f"use at least {levels_needed(lo, hi, dim)} {what}, geometrically spaced from sigma {lo:.3g} to {hi:.3g}"
+    return f"use at least {levels_needed(lo, hi, dim)} levels, geometrically spaced from sigma {lo:.3g} to {hi:.3g}"
 
 
 def _smallest_level_knob(spec: ScheduleSpec) -> str:

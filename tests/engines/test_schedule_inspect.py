@@ -152,7 +152,7 @@ def test_too_few_levels(geometry):
     assert "too_few_levels" not in codes(ScheduleSpec("ve_geometric", need, sigma_min=0.01, sigma_max=10.0), geometry)
     assert "too_few_levels" in codes(ScheduleSpec("karras", 5, sigma_min=0.002, sigma_max=80.0), geometry)
     assert "too_few_levels" not in codes(ScheduleSpec("karras", 40, sigma_min=0.002, sigma_max=80.0), geometry)
-    assert "too_few_levels" not in codes(ScheduleSpec("cosine", 100), geometry)   # its clipped tail is past the prior
+    assert "too_few_levels" not in codes(ScheduleSpec("cosine", 100), geometry)   # VP chains: not a ladder
 
 
 def test_smallest_level_coarser_than_the_datas_detail(geometry):
