@@ -39,6 +39,19 @@ class LossStrip:
     def centers(self) -> np.ndarray:
         return 0.5 * (self.edges[1:] + self.edges[:-1])
 
+    def relative(self) -> np.ndarray:
+        """(R, n_bins) each bin's mean loss over its first recorded mean: below 1 where training has
+        improved that noise level (the raw loss differs by orders of magnitude between levels,
+        which hides progress at the levels with a small loss). NaN before a bin's first record."""
+        out = np.full_like(self.mean_loss, np.nan)
+        for b in range(self.mean_loss.shape[1]):
+            col = self.mean_loss[:, b]
+            seen = np.flatnonzero(np.isfinite(col) & (col > 0))
+            if len(seen):
+                out[:, b] = col / col[seen[0]]
+                out[: seen[0], b] = np.nan
+        return out
+
 
 class LossBins:
     """A bounded accumulator of per-example losses binned by normalized time."""

@@ -72,6 +72,9 @@ class ScheduleInspectorPanel(Panel):
         self.strip_plot.addItem(self.strip_image)
         self.strip_note = pg.TextItem("no loss per t yet: train a noise-based family", color=theme.FG)
         self.strip_plot.addItem(self.strip_note)
+        self.strip_relative = QtWidgets.QCheckBox("relative to each bin's first row")
+        self.strip_relative.setToolTip("log10(loss / the bin's first recorded loss): below 0 where that noise level improved")
+        self.strip_relative.toggled.connect(lambda _: self._draw_strip())
         # ---- a custom schedule
         self.kind = QtWidgets.QComboBox()
         self.kind.addItems(["formula", "points"])
@@ -127,7 +130,12 @@ class ScheduleInspectorPanel(Panel):
         grid.addWidget(self.warnings, 0, 0, 1, 2)
         grid.addWidget(curves, 1, 0)
         grid.addWidget(fwd, 1, 1)
-        grid.addWidget(self.strip_plot, 2, 0)
+        strip = QtWidgets.QWidget()
+        sl = QtWidgets.QVBoxLayout(strip)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.addWidget(self.strip_plot, 1)
+        sl.addWidget(self.strip_relative)
+        grid.addWidget(strip, 2, 0)
         grid.addWidget(edit, 2, 1, QtCore.Qt.AlignmentFlag.AlignTop)
         grid.setRowStretch(1, 3)
         grid.setRowStretch(2, 2)
@@ -308,10 +316,13 @@ class ScheduleInspectorPanel(Panel):
             self.strip_note.setVisible(True)
             return
         self.strip_note.setVisible(False)
-        z = np.log10(np.where(np.isfinite(s.mean_loss) & (s.mean_loss > 0), s.mean_loss, np.nan))  # (R, B)
+        v = s.relative() if self.strip_relative.isChecked() else s.mean_loss                     # (R, B)
+        z = np.log10(np.where(np.isfinite(v) & (v > 0), v, np.nan))
         fill = np.nanmin(z) if np.isfinite(z).any() else 0.0
         z = np.where(np.isfinite(z), z, fill)
         self.strip_image.setImage(z, autoLevels=True)
+        what = "log10 loss / the bin's first" if self.strip_relative.isChecked() else "log10 mean loss"
+        theme.style_plot(self.strip_plot.getPlotItem(), f"loss per t-bin over training ({what})")
         lo = float(s.steps[0]) - (float(s.steps[1] - s.steps[0]) if len(s.steps) > 1 else 1.0)
         self.strip_image.setRect(QtCore.QRectF(0.0, lo, 1.0, max(float(s.steps[-1]) - lo, 1.0)))
         self.strip_plot.autoRange()

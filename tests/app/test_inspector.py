@@ -98,6 +98,8 @@ def test_loss_strip_is_drawn_from_the_bins(inspector, run_info, moons):
     img = inspector.strip_image.image
     assert img.shape == (5, 16) and img[:, 0].mean() > img[:, -1].mean()
     assert not inspector.strip_note.isVisible()
+    inspector.strip_relative.setChecked(True)                   # log10(loss / first row): 0 on the first row
+    assert np.allclose(inspector.strip_image.image[0], 0.0)
 
 
 def test_image_runs_get_curves_without_warnings(inspector, run_info):

@@ -194,6 +194,8 @@ def test_loss_bins_means_and_bounded_rows():
     t, loss = torch.cat([s[0] for s in seen[-2:]]), torch.cat([s[1] for s in seen[-2:]])
     assert strip.mean_loss[-1, 0] == pytest.approx(float(loss[t < 0.25].mean()), rel=1e-5)
     assert np.isnan(strip.mean_loss[:, 2:]).all() and (strip.counts[:, 2:] == 0).all()
+    rel = strip.relative()
+    assert np.allclose(rel[:, :2], strip.mean_loss[:, :2] / strip.mean_loss[0, :2]) and np.isnan(rel[:, 2:]).all()
 
 
 def test_ddpm_loss_feeds_the_bins_on_normalized_time():
