@@ -70,6 +70,25 @@ def lesson_html(title: str, lesson: str) -> str:
     return f"<b>{html.escape(title)}</b>" + (f"<br>{body}" if body else "")
 
 
+# a dock never asks for more than this: a panel that needs more scrolls inside its dock, so the
+# window still fits a 1366x768 screen beside the other panels (see fit_on_laptop)
+DOCK_MAX_MIN = QtCore.QSize(420, 260)
+
+
+def fit_on_laptop(panel: QtWidgets.QWidget) -> QtWidgets.QWidget:
+    """The panel itself, or, when its minimum size exceeds DOCK_MAX_MIN, the panel in a scroll
+    area (the dock's minimum is then the cap, and the panel keeps its own size inside)."""
+    need = panel.minimumSizeHint()
+    if need.width() <= DOCK_MAX_MIN.width() and need.height() <= DOCK_MAX_MIN.height():
+        return panel
+    scroll = QtWidgets.QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    scroll.setWidget(panel)
+    scroll.setMinimumSize(min(need.width(), DOCK_MAX_MIN.width()), min(need.height(), DOCK_MAX_MIN.height()))
+    return scroll
+
+
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, preset: str | None = None, autostart: bool = False, parent=None):
         super().__init__(parent)
@@ -236,7 +255,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.panels[spec.key] = panel
             d = QtWidgets.QDockWidget(panel.title, self)
             d.setObjectName(f"dock_{spec.key}")
-            d.setWidget(panel)
+            d.setWidget(fit_on_laptop(panel))
             d.visibilityChanged.connect(lambda vis, k=spec.key: self._dock_visibility(k, vis))
             panel.wantChanged.connect(self.ctl.update_want)
             self.docks[spec.key] = d

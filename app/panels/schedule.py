@@ -80,7 +80,7 @@ class SchedulePanel(Panel):
                 p = self.glw.addPlot(row=i if stack else 0, col=0)
                 # no grid: a grid-drawing axis spans the view, so the moving marker would repaint it
                 theme.style_plot(p, "Noise schedule" if i == 0 else "", x_label if (not stack or i == len(curves) - 1) else "",
-                                 name if stack else "value", grid=False)
+                                 curve_symbol(name) if stack else "value", grid=False)
                 p.getAxis("left").setWidth(48)
                 if first is None:
                     first = p
@@ -98,7 +98,7 @@ class SchedulePanel(Panel):
             self.plots[-1].addItem(curve)
             if stack and _geometric(x, y):
                 self.plots[-1].setLogMode(y=True)
-                self.plots[-1].setLabel("left", f"{name} (log)")
+                self.plots[-1].setLabel("left", f"{curve_symbol(name)} (log)")
         self.note.setText("Red line: where the sampler is now (during the particle animation).")
 
     def set_time(self, frame: dict):
@@ -113,3 +113,13 @@ class SchedulePanel(Panel):
         for m, p in zip(self.markers, self.plots):
             m.setPos(np.log10(v) if p.ctrl.logXCheck.isChecked() and v > 0 else v)
             m.setVisible(True)
+
+
+# the schedules' curve names as the papers write them: a stacked plot's rotated axis title must
+# fit its height (at 768 px, "log_snr", "alpha_bar", "beta (log)" ran into each other)
+SYMBOLS = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR", "sigma": "σ(t)", "std": "s(t)",
+           "mean_coef": "α(t)", "level i": "level i", "step alpha_i": "step α_i"}
+
+
+def curve_symbol(name: str) -> str:
+    return SYMBOLS.get(name, name)
