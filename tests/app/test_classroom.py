@@ -236,3 +236,16 @@ def test_losses_axis_names_gan_averages_and_log_y_is_off_when_it_cannot_apply(th
     panel.append(np.arange(3), {"loss": np.array([2.0, 1.0, 0.5])})
     panel._draw()
     assert panel.log_box.isEnabled() and panel.log_box.isChecked()
+
+
+def test_the_window_fits_a_1366x768_screen_in_both_modes(win, pump):
+    """Every panel side by side (the minimum size the docks ask for) fits a projector's laptop."""
+    pump(0.1)
+    need = win.minimumSizeHint()
+    assert need.width() <= 1366 and need.height() <= 768, need
+    room = win.classroom
+    room.set_zoom(1.3)                                              # Ctrl + twice, roughly
+    pump(0.1)
+    need = win.minimumSizeHint()
+    room.set_zoom(1.0)
+    assert need.width() <= 1366 and need.height() <= 768, need
