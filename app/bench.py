@@ -139,7 +139,16 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--seconds", type=float, default=4.0, help="length of each measurement round")
     p.add_argument("--rounds", type=int, default=2, help="alternating app/headless rounds")
+    p.add_argument("--all-presets", action="store_true", help="every lesson: app/headless, lateness, fps (bench_presets.py)")
+    p.add_argument("--presets", default=None, help="with --all-presets: only these (comma-separated)")
+    p.add_argument("--soak", type=float, default=None, metavar="S", help="train S seconds: RSS growth, fps at start and end")
     args = p.parse_args(argv)
+    if args.all_presets:
+        from .bench_presets import all_presets
+        return all_presets(args.seconds, args.presets.split(",") if args.presets else None, args.json)
+    if args.soak is not None:
+        from .bench_presets import soak
+        return soak(args.soak, args.json)
     from .worker import share_the_gil
     share_the_gil()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

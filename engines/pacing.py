@@ -28,12 +28,17 @@ class Budget:
 # While training. When paused, the same kinds run as soon as they are asked for (the trainer
 # is not waiting for anything), still no faster than min_period.
 BUDGETS = {
-    "snapshot": Budget(share=0.05, min_period=1 / 30),   # losses only: ~30 per second
-    "field": Budget(share=0.10, min_period=1 / 5),
-    "views": Budget(share=0.10, min_period=1 / 4),
-    "samples": Budget(share=0.10, min_period=3.0),       # min_period is replaced by the panel's "every"
-    "particles": Budget(share=0.15, min_period=0.5),
+    "snapshot": Budget(share=0.03, min_period=1 / 30),   # losses only: ~30 per second
+    "field": Budget(share=0.06, min_period=1 / 5),
+    "views": Budget(share=0.06, min_period=1 / 4),
+    "samples": Budget(share=0.06, min_period=3.0),       # min_period is replaced by the panel's "every"
+    "particles": Budget(share=0.08, min_period=0.5),
 }
+# Together at most ~30% of the worker's time (the session adds its checkpoint, 1%): the trainer
+# keeps >= 70% whatever the model. Measured reason (issue 9, planar flow: 3 steps/s in the window
+# vs 41 headless): its Family views invert 32 planar layers by bisection (~0.8 s a call on a
+# loaded 2-core machine) and the old worker asked for them at a fixed 4 Hz (and the log-density
+# field at 5 Hz), so views and field took nearly all of the worker's time.
 
 
 class Pacer:

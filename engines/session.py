@@ -33,7 +33,7 @@ import torch
 from . import messages as M
 from .mode_shares import component_shares
 from .config import ConfigError
-from .history import loss_mean_recent
+from .history import History, loss_mean_recent
 from .nets import count_parameters
 from .pacing import Budget, Pacer
 
@@ -43,7 +43,8 @@ PROGRESS_AFTER_S = 1.0            # ...once a sampling job has run this long
 MAX_TRAJECTORY_BYTES = 48 << 20   # recorded particle frames (decimated by 2 when exceeded)
 MAX_SAMPLE_BYTES = 16 << 20       # one sample set
 SAMPLE_BATCH_BYTES = 4 << 20      # sampled per call (images: a few hundred at a time)
-CHECKPOINT = Budget(share=0.02, min_period=2.0)     # last good weights, for recovery after divergence
+CHECKPOINT = Budget(share=0.01, min_period=5.0)     # last good weights, for recovery after divergence
+RAW_KEEP = 65536                  # loss records the Run keeps as they were (stop target, hover)
 
 
 MAX_SHARED_MODES = 8             # the particles' split per mixture component is shown up to this many
@@ -120,6 +121,7 @@ class Session:
         self._good = None                 # (step, weights) of the last finite model
         self._reference_cache: dict[int, dict] = {}
         self._steps_hint: dict = {}       # sampler -> steps it took last time (progress totals)
+        self.history = History()          # every loss record of the run, bounded (engines.history)
 
     # ================================================================ outside
     def post(self, msg):
@@ -458,9 +460,23 @@ class Session:
             self._pause()
         self.post(M.Error(title, describe_error(e)))
 
+    def _keep_history(self, snap):
+        """The whole run's losses in the bounded multi-resolution History; the Run's own raw lists
+        keep only the last RAW_KEEP records once they have been sent (memory flat over hours)."""
+        self.history.append(snap.loss_steps, snap.losses)
+        run = self.run
+        n = len(run.history_steps)
+        if n > 2 * RAW_KEEP and run._sent == n:
+            cut = n - RAW_KEEP
+            del run.history_steps[:cut]
+            for v in run.history.values():
+                del v[:cut]
+            run._sent -= cut
+
     def _snapshot_job(self):
         run, now = self.run, self.clock()
         snap = self._timed("snapshot", lambda: run.snapshot({}))
+        self._keep_history(snap)
         extra = {}
         w = self.want
         if w.field is not None and not run.is_image and (
@@ -567,6 +583,7 @@ class Session:
 
     def _post_samples(self, samples: np.ndarray, metrics: dict):
         snap = self.run.snapshot({})
+        self._keep_history(snap)
         self.post(replace(snap, samples=samples, metrics={**snap.metrics, **metrics}))
         q = metrics.get("energy_distance_x_iid")
         if q is not None and self.playing and self.stop_at.kind == "metric" and q <= self.stop_at.value:

@@ -1,6 +1,7 @@
 """Losses: every named loss term against the training step, on a log axis, with smoothing.
 
-The history is kept in growable numpy arrays (amortized doubling), smoothed incrementally
+The history is kept in growable numpy arrays (amortized doubling, bounded: past MAX_POINTS
+records the older half is coarsened into block means, see `compact`), smoothed incrementally
 (a bias-corrected exponential moving average continued from its last state, scipy.signal.
 lfilter with zi), mapped to log10 once per new point, and peak-decimated incrementally (min
 and max per block of B points, the picture pyqtgraph's 'peak' downsampling draws) so that a
@@ -133,9 +134,31 @@ class Term:
         self.positive = True
 
 
+def compact(t: Term, factor: int = 4):
+    """Memory stays flat over hours: the older half of a term's records becomes block means of
+    `factor` records (steps, raw, smoothed and shown values alike, so they stay aligned); the
+    recent half stays exact. Repeated, older records get coarser and coarser (a multi-resolution
+    history, as engines.history keeps it for the session): the whole run stays drawable."""
+    n = len(t.raw)
+    m = (n - n // 2) // factor * factor
+
+    def squash(g: Growable):
+        v = g.v
+        new = np.concatenate([v[:m].reshape(-1, factor).mean(1), v[m:]])
+        g.clear()
+        g.extend(new)
+    for g in (t.steps, t.raw, t.smooth, t.shown_raw, t.shown_smooth):
+        if len(g) == n:
+            squash(g)
+    t.peaks_raw.clear()
+    t.peaks_smooth.clear()
+
+
 class LossesPanel(Panel):
     title = "Losses"
     MAX_HZ = 5.0          # a loss curve needs no more; each redraw re-ranges and repaints the axes
+    MAX_POINTS = 1 << 19  # records kept per term (x 5 float64 arrays: ~20 MB); older ones are coarsened
+    COARSEN = 4
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -248,6 +271,8 @@ class LossesPanel(Panel):
             else:
                 t.shown_raw.extend(self._map(vals))
                 t.shown_smooth.extend(self._map(sm))
+            if len(t.raw) > self.MAX_POINTS:
+                compact(t, self.COARSEN)
         self.dirty = True
 
     def on_snapshot(self, snap):
