@@ -61,7 +61,7 @@ def conditional_mean(mix, y):
     return lambda n: a - delta * (n - 1) / n
 
 
-def check_reads_one_on_average(mix, make_run, draw, m, n_refs=200, n_sampled=10):
+def check_reads_one_on_average(mix, make_run, draw, m, n_refs=400, n_sampled=10):
     """Mean reading = E_ref[E(reading | ref)] + E[reading - E(reading | ref)]. The first term over
     n_refs references of m points drawn from mix, in closed form (no sampling); the second on
     n_sampled runs from their 4000 perfect samples cut into disjoint pieces of n: with the
