@@ -178,7 +178,7 @@ def ddpm_defaults(quick: bool) -> dict:
     q = time_to_quality("ddpm", budget=3.0 if quick else 30.0, check_every=0.25)
     return dict(batch=run.cfg.train.batch, hidden=run.family.net.net[0].out_features,
                 train_steps_per_s=rate, seconds_to_1p5=q["seconds"] if q["reached"] else float("nan"),
-                steps_to_1p5=q["steps"], reached=q["reached"], last_ratio=q["ratio"], sample_8000_s=sample_s)
+                steps_to_1p5=q["steps"] if q["reached"] else float("nan"), steps_trained=q["steps"], reached=q["reached"], last_ratio=q["ratio"], sample_8000_s=sample_s)
 
 
 def ddim_vs_ddpm(steps: int = 1500, quick: bool = False) -> list[dict]:
@@ -302,6 +302,7 @@ def main(args) -> int:
     rows = [("train steps/s", d["train_steps_per_s"], PREVIOUS["ddpm_train_steps_per_s"][0]),
             ("seconds to 1.5x iid", d["seconds_to_1p5"], PREVIOUS["ddpm_seconds_to_1p5"][0]),
             ("steps to 1.5x iid", d["steps_to_1p5"], "-"),
+            ("steps trained / last x iid", f"{d['steps_trained']} / {d['last_ratio']:.2f}", "-"),
             ("sample 8000 (s)", d["sample_8000_s"], PREVIOUS["ddpm_sample_8000_s"][0])]
     for label, v, prev in rows:
         print(f"  {label:>22}  {_fmt(v):>10}   previous: {prev}")
