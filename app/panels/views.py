@@ -174,6 +174,8 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
         # the data's own box, the same as the Field panel's: the picture does not jump about
         # as the view updates, and it lines up with the other panels
         plot.setRange(xRange=bounds[:2], yRange=bounds[2:], padding=0.02)
+    if in_data and kind in SPATIAL and not image_like:      # data coordinates, as on the Field panel
+        v = {"x_label": "x₁", "y_label": "x₂", **v}
     if v.get("x_label"):
         plot.setLabel("bottom", v["x_label"])
     if v.get("y_label"):
@@ -324,7 +326,7 @@ class ViewsPanel(Panel):
         if key != self._layout_key or size_key != self._size_key:
             self.glw.clear()
             self.plots = {}
-            chars = int((W / cols - 30) / 7.5)
+            chars = int((W / cols - 30) / (7.5 * theme.font_scale()))     # ~7.5 px a character at zoom 1
             long_titles = []
             for i, (name, v) in enumerate(views.items()):
                 p = self.glw.addPlot(row=i // cols, col=i % cols)

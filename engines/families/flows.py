@@ -296,7 +296,7 @@ class _Flow(Family):
             x = self._seen[: int(request.get("n", 512))]
             z, _ = self.model(self._flat(x))
             out["latent"] = dict(kind="scatter", title="data mapped to the base space, z = f(x)",
-                                 x=z.cpu().numpy(), color=x[:, 0].cpu().numpy())
+                                 x=z.cpu().numpy(), color=x[:, 0].cpu().numpy(), x_label="z₁", y_label="z₂")
         return out
 
 

@@ -207,7 +207,8 @@ class VAE(Family):
             z2 = mu[:, :2] if L >= 2 else torch.cat([mu, torch.zeros_like(mu)], 1)
             color = x[:, 0] if x.ndim == 2 else x.reshape(len(x), -1).mean(1)
             out["latent"] = dict(kind="scatter", title="latent means mu(x) of data points (colour: x coordinate)",
-                                 x=z2.cpu().numpy(), color=color.cpu().numpy())
+                                 x=z2.cpu().numpy(), color=color.cpu().numpy(), x_label="μ₁(x)",
+                                 y_label="μ₂(x)" if L >= 2 else "")
         if len(self.data_shape) == 1 and self.data_shape[0] == 2:
             lines = grid_lines(-3.0, 3.0, 13, 64).to(self.device)     # (2l, M, 2) in z
             if L == 1:
