@@ -135,10 +135,10 @@ def run_lab(run, nfes=DEFAULT_NFE, n_samples: int = 2000, samplers=None, seed: i
         except Cancelled:
             return LabResult(tuple(rows), n_samples, str(run.cfg.dataset), run.cfg.family, cancelled=True)
         dt = time.perf_counter() - t0
-        nfe = p.budget if p.budget is not None else counted[0]
-        if p.sampler in ("heun", "ode_rk4") and "steps" in p.options:   # they spend a little under the budget
-            s = p.options["steps"]
-            nfe = 2 * s - 1 if p.sampler == "heun" else 4 * s + 1
+        # what the sampler spent: the grid's count (heun, rk4 and snapped grids spend a little under
+        # the budget), the callbacks' count for the adaptive solver, else the budget
+        spent = getattr(run.family, "nfe_of", lambda s, o: None)(p.sampler, run.family.sampler_options(p.sampler, p.options)[1])
+        nfe = spent if spent is not None else (p.budget if p.budget is not None else counted[0])
         ev = run.evaluate(x)
         score = ev.get("energy_distance_x_iid")
         row = LabRow(p.sampler, int(nfe), float("nan") if score is None else float(score), round(dt, 4), source,

@@ -116,7 +116,7 @@ class ExactScore(NoiseModel):
         self.sde = make_sde(sde_kind, cfg.beta_min, cfg.beta_max, cfg.sigma_min, cfg.sigma_max)
         p = cfg.process
         # the process whose noise levels the generic samplers walk (their range and prior)
-        self.process = dict(ddpm=lambda: DiscreteVP(self.abar), ncsn=lambda: Ladder(cfg.sigma_min, cfg.sigma_max)
+        self.process = dict(ddpm=lambda: DiscreteVP(self.abar, quantize=False), ncsn=lambda: Ladder(cfg.sigma_min, cfg.sigma_max)
                             ).get(p, lambda: SDEProcess(self.sde, cfg.eps))()
         if p == "ddpm":
             self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=max(cfg.T // 10, 1), integer=True)

@@ -30,7 +30,8 @@ from .noise_model import GENERIC_SAMPLERS, GridOptions, LinearPath, NoiseModel
 class FlowMatchingConfig:
     t_eps: float = opt(1e-3, "the sampler integrates t from 1 - t_eps to t_eps (sigma = t / (1 - t) stays finite), "
                        "then takes one last step to t = 0", "t in [t_eps, 1 - t_eps]", lo=1e-6, hi=0.1, log=True)
-    hidden: int = opt(128, "hidden width of the MLP (images: the U-Net gets hidden/4 base channels)", lo=4, hi=4096)
+    hidden: int = opt(0, "hidden width of the MLP; 0: 64 for points, 128 for images (the U-Net gets hidden/4 base "
+                      "channels), as for DDPM", lo=0, hi=4096)
     depth: int = opt(3, "hidden layers of the MLP", lo=1, hi=16)
     embedding: str = opt("sinusoidal", "time embedding of t in [0, 1]", choices=("sinusoidal", "fourier"))
 
@@ -61,14 +62,15 @@ class FlowMatching(NoiseModel):
 
     @classmethod
     def train_defaults(cls, is_image):
-        # the same regime as DDPM's 2D defaults (an MLP on a regression target of O(1) scale)
-        return {} if is_image else dict(batch=1024, lr=6e-3)
+        # DDPM's 2D defaults (the same kind of regression, an O(1) target on a 64-wide MLP)
+        return {} if is_image else dict(batch=256, lr=1e-2, warmup=20, ema=0.99)
 
     def __init__(self, cfg, data_shape, device, context=None):
         super().__init__(cfg, data_shape, device, context)
         self.process = LinearPath(cfg.t_eps, 1 - cfg.t_eps)
         self.level = dict(kind="t", lo=cfg.t_eps, hi=1 - cfg.t_eps, log=False, default=0.15)
-        self.net = conditional_net(self.data_shape, cfg.hidden, cfg.depth, cfg.embedding).to(self.device)
+        hidden = cfg.hidden or (64 if len(self.data_shape) == 1 else 128)
+        self.net = conditional_net(self.data_shape, hidden, cfg.depth, cfg.embedding).to(self.device)
 
     def velocity(self, x_t, t, net=None):
         """v_theta(x_t, t): x_t (B, *shape), t (B,) -> (B, *shape)."""

@@ -83,6 +83,8 @@ class NCSN(NoiseModel):
         self.sigmas = sch.geometric_sigmas(cfg.sigma_max, cfg.sigma_min, cfg.n_levels)  # (L,) descending
         self._sigmas = self.sigmas.float().to(self.device)
         self.process = Ladder(cfg.sigma_min, cfg.sigma_max)        # native time = sigma, alpha = 1
+        if cfg.sigma_sampling == "ladder":                          # trained on the rungs only
+            self.process.nodes = self.sigmas.flip(0).double()
         lo, hi = cfg.sigma_min, cfg.sigma_max
         self.level = dict(kind="sigma", lo=lo, hi=hi, log=True,
                           default=float(math.exp(math.log(lo) + 0.25 * (math.log(hi) - math.log(lo)))))

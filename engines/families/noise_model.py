@@ -46,10 +46,14 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 
 class Process:
     """x_t = alpha(t) x0 + s(t) z on a native time t in [t_min, t_max], sigma(t) = s/alpha increasing.
-    unit_prior: the sampler starts from N(0, I) in x_t (VP-like), else from N(0, s(t_max)^2 I) (VE)."""
+    unit_prior: the sampler starts from N(0, I) in x_t (VP-like), else from N(0, s(t_max)^2 I) (VE).
+    nodes: the sigmas a model was trained at, ascending, when only those (DDPM's integer steps, an
+    NCSN ladder): its conditioning was never seen in between, so the model is read at the nearest one
+    (k-diffusion's quantize) and sigma grids are snapped to them."""
 
     axis = "time t"
     unit_prior = True
+    nodes: torch.Tensor | None = None
 
     def __init__(self, t_min: float, t_max: float):
         self.t_min, self.t_max = float(t_min), float(t_max)
@@ -69,14 +73,25 @@ class Process:
         sig = self.sigma(torch.tensor([self.t_min, self.t_max], dtype=torch.float64))
         return float(sig[0]), float(sig[1])
 
-    def native_times(self, n: int) -> torch.Tensor:
-        """n times from t_max down to t_min, spaced as the family's own samplers space them (float64)."""
-        return torch.linspace(self.t_max, self.t_min, n, dtype=torch.float64)
+    def native_times(self, n: int, t_top: float | None = None) -> torch.Tensor:
+        """n times from t_top (default t_max) down to t_min, spaced as the family's own samplers space
+        them (float64)."""
+        return torch.linspace(self.t_max if t_top is None else t_top, self.t_min, n, dtype=torch.float64)
 
-    def prior_std(self) -> float:
-        """std of the VE-coordinate start x = x_T / alpha_T: 1/alpha_T for N(0, I), sigma_max for VE."""
-        a, s = self.alpha_s(torch.tensor([self.t_max], dtype=torch.float64))
+    def prior_std(self, sigma: float | None = None) -> float:
+        """std of the VE-coordinate start x = x_t / alpha_t at sigma (default: the largest level):
+        1/alpha for a N(0, I) prior (exact for VP, where alpha^2 + s^2 = 1), sigma for VE."""
+        t = self.t_max if sigma is None else float(self.t_of_sigma(torch.tensor([float(sigma)], dtype=torch.float64))[0])
+        a, s = self.alpha_s(torch.tensor([t], dtype=torch.float64))
         return float((1.0 if self.unit_prior else s[0]) / a[0])
+
+    def snap(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The nearest node (in log sigma) to each sigma; sigma itself when the model is continuous."""
+        if self.nodes is None:
+            return sigma
+        nodes = self.nodes.to(device=sigma.device, dtype=torch.float64)
+        i = (torch.log(sigma.double()).reshape(-1, 1) - torch.log(nodes).reshape(1, -1)).abs().argmin(1)
+        return nodes[i].reshape(sigma.shape).to(sigma.dtype)
 
 
 class DiscreteVP(Process):
@@ -86,11 +101,14 @@ class DiscreteVP(Process):
 
     axis = "step t"
 
-    def __init__(self, abar: torch.Tensor):
+    def __init__(self, abar: torch.Tensor, quantize: bool = True):
         abar = torch.as_tensor(abar, dtype=torch.float64)
         super().__init__(0.0, len(abar) - 1)
         self.log_sigmas = 0.5 * torch.log((1 - abar) / abar)               # (T,) increasing
         self.ts = torch.arange(len(abar), dtype=torch.float64)
+        # a net trained at integer steps only (quantize) is read at the nearest one: measured on the
+        # moons DDPM, fractional steps through its sinusoidal embedding cost 5-10x iid
+        self.nodes = torch.exp(self.log_sigmas) if quantize else None
 
     def alpha_s(self, t):
         sigma = torch.exp(_interp(t.double(), self.ts, self.log_sigmas))
@@ -141,8 +159,9 @@ class Ladder(Process):
     def t_of_sigma(self, sigma):
         return sigma.double().clamp(self.t_min, self.t_max)
 
-    def native_times(self, n):
-        return torch.exp(torch.linspace(math.log(self.t_max), math.log(self.t_min), n, dtype=torch.float64))
+    def native_times(self, n, t_top=None):
+        top = self.t_max if t_top is None else t_top
+        return torch.exp(torch.linspace(math.log(top), math.log(self.t_min), n, dtype=torch.float64))
 
 
 class FixedLevel(Ladder):
@@ -169,10 +188,17 @@ class LinearPath(Process):
 # ----------------------------------------------------------------------------- generic sampler options
 
 
+SIGMA_MAX = 80.0   # the default cap on a grid's first sigma
+SIGMA_MAX_HELP = ("largest sigma to start from (at most the family's own): beyond ~80 x the data's spread the "
+                  "start is pure noise anyway, while a model's error in x0 grows with sigma (EDM's sigma_max = 80)")
+
+
 @dataclass
 class GridOptions:
     """A sampler on a sigma grid between the family's smallest and largest noise level."""
     steps: int = opt(20, "number of steps (grid points before the final sigma = 0)", lo=1, hi=100000)
+    sigma_max: float = opt(SIGMA_MAX, SIGMA_MAX_HELP, "sigma_0 = min(sigma_max, the family's largest sigma)",
+                           lo=1e-3, hi=1e6, log=True)
     grid: str = opt("karras", "sigma grid: Karras et al. 2022 eq. 5 (rho = 7, dense at small sigma), equal steps "
                     "in log-SNR (log sigma), or the family's own spacing of its time axis",
                     "karras: sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho;  "
@@ -201,6 +227,7 @@ class RK4Options(GridOptions):
 
 @dataclass
 class Dopri5Options:
+    sigma_max: float = opt(SIGMA_MAX, SIGMA_MAX_HELP, lo=1e-3, hi=1e6, log=True)
     rtol: float = opt(1e-3, "relative tolerance (sets the number of network calls)", lo=1e-8, hi=1.0, log=True)
     atol: float = opt(1e-3, "absolute tolerance", lo=1e-8, hi=1.0, log=True)
 
@@ -250,9 +277,10 @@ class NoiseModel(Family):
 
     # ---------------------------------------------------------------- the adapter
     def eps(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """eps-hat for x = x0 + sigma z (VE coordinates), sigma (N,)."""
+        """eps-hat for x = x0 + sigma z (VE coordinates), sigma (N,); a model trained at discrete levels
+        is read at the nearest one (Process.snap)."""
         sigma = torch.as_tensor(sigma, device=x.device).reshape(-1).expand(x.shape[0])
-        t = self.process.t_of_sigma(sigma)                                  # (N,) float64
+        t = self.process.t_of_sigma(self.process.snap(sigma))               # (N,) float64
         a, _ = self.process.alpha_s(t)
         a = sch.append_dims(a.to(device=x.device, dtype=x.dtype), x.ndim)
         return self.native_eps(a * x, t.to(device=x.device, dtype=x.dtype))
@@ -275,33 +303,52 @@ class NoiseModel(Family):
         lo, hi = self.process.sigma_range()
         return [k for k in self.samplers if k not in GENERIC_SAMPLERS or hi > lo]
 
-    def sigma_grid(self, steps: int, grid: str = "karras", rk4: bool = False) -> torch.Tensor:
-        """(steps + 1,) descending sigmas ending in 0 (float64). rk4: `steps` RK4 intervals, i.e.
-        steps + 1 positive sigmas then 0."""
-        n = steps + 1 if rk4 else steps
+    def top_sigma(self, sigma_max: float | None = SIGMA_MAX) -> float:
+        """The grid's first sigma: the family's largest, capped at sigma_max (snapped to a node)."""
         lo, hi = self.process.sigma_range()
         if hi <= lo:
             raise ValueError(f"{self.name} has one noise level (sigma = {lo:g}): no sigma grid to walk; "
                              f"use {', '.join(self.native_samplers)}")
+        top = hi if sigma_max is None else max(min(hi, float(sigma_max)), lo)
+        return float(self.process.snap(torch.tensor([top], dtype=torch.float64))[0])
+
+    def sigma_grid(self, steps: int, grid: str = "karras", rk4: bool = False, sigma_max: float | None = SIGMA_MAX
+                   ) -> torch.Tensor:
+        """Descending sigmas ending in 0 (float64): steps + 1 entries, or steps + 2 for rk4 (steps RK4
+        intervals between positive sigmas). On a model with nodes they are snapped to the nodes and
+        repeats dropped, so there may be fewer (`nfe_of` counts them)."""
+        n = steps + 1 if rk4 else steps
+        lo, hi = self.process.sigma_range()[0], self.top_sigma(sigma_max)
         if grid == "karras":
-            s = sch.karras_sigmas(n, lo, hi).double()
+            s = sch.karras_sigmas(n, lo, hi).double()[:-1]
         elif grid == "logsnr":
-            s = torch.cat([torch.exp(torch.linspace(math.log(hi), math.log(lo), n, dtype=torch.float64)),
-                           torch.zeros(1, dtype=torch.float64)])
+            s = torch.exp(torch.linspace(math.log(hi), math.log(lo), n, dtype=torch.float64))
         else:
-            s = torch.cat([self.process.sigma(self.process.native_times(n)), torch.zeros(1, dtype=torch.float64)])
-        return s
+            t_top = float(self.process.t_of_sigma(torch.tensor([hi], dtype=torch.float64))[0])
+            s = self.process.sigma(self.process.native_times(n, t_top))
+        if self.process.nodes is not None:
+            s = torch.unique(self.process.snap(s)).flip(0)                   # descending, no repeats
+        return torch.cat([s, torch.zeros(1, dtype=torch.float64)])
+
+    def nfe_of(self, sampler: str, options) -> int | None:
+        """Model evaluations a generic grid sampler spends with these options (None: adaptive, or not generic)."""
+        if sampler not in GENERIC_SAMPLERS or sampler == "ode_dopri5":
+            return None
+        n = len(self.sigma_grid(options.steps, options.grid, sampler == "ode_rk4", options.sigma_max)) - 1
+        return {"heun": 2 * n - 1, "ode_rk4": 4 * (n - 1) + 1}.get(sampler, n)
 
     def sample(self, n, sampler=None, options=None, generator=None, callback=None):
         name, o = self.sampler_options(sampler, options)
         if name not in GENERIC_SAMPLERS:
             return self.sample_native(name, o, n, generator, callback)
-        lo, hi = self.process.sigma_range()
-        x = self.process.prior_std() * torch.randn((n,) + self.data_shape, generator=generator, device=self.device)
         cb = self._native_callback(callback)
         if name == "ode_dopri5":
+            lo, hi = self.process.sigma_range()[0], self.top_sigma(o.sigma_max)
+            x = self.process.prior_std(hi) * torch.randn((n,) + self.data_shape, generator=generator, device=self.device)
             return S.pf_ode_dopri5(self.denoise, x, hi, lo, o.rtol, o.atol, generator, cb)
-        sig = self.sigma_grid(o.steps, o.grid, rk4=name == "ode_rk4")
+        sig = self.sigma_grid(o.steps, o.grid, rk4=name == "ode_rk4", sigma_max=o.sigma_max)
+        x = self.process.prior_std(float(sig[0])) * torch.randn((n,) + self.data_shape, generator=generator,
+                                                                device=self.device)
         fn = {"euler": S.euler, "heun": S.heun, "dpmpp_2m": S.dpmpp_2m, "ode_rk4": S.pf_ode_rk4}.get(name)
         if fn is not None:
             return fn(self.denoise, x, sig, generator, cb)
@@ -325,12 +372,18 @@ class NoiseModel(Family):
         return cb
 
     def budget_options(self, sampler: str, nfe: int) -> dict | None:
-        """Options that make `sampler` spend about `nfe` network calls, or None when it cannot
-        (the sampler lab's budgets). Generic grid samplers here; families add their own."""
-        if sampler in GENERIC_SAMPLERS and sampler != "ode_dopri5":
-            steps = steps_for_nfe(sampler, nfe)
-            return None if steps is None else dict(steps=steps)
-        return None
+        """Options that make `sampler` spend at most `nfe` network calls, as many as it can (the sampler
+        lab's budgets), or None when it cannot. Generic grid samplers here; families add their own."""
+        if sampler not in GENERIC_SAMPLERS or sampler == "ode_dopri5":
+            return None
+        steps = steps_for_nfe(sampler, nfe)
+        if steps is None:
+            return None
+        cls = self.samplers[sampler]
+        # snapping to nodes can merge grid points: take more steps while the cost stays in budget
+        while steps < 4 * nfe and self.nfe_of(sampler, cls(steps=steps + 1)) <= nfe:
+            steps += 1
+        return dict(steps=steps)
 
     def sampler_levels(self, sampler, options):
         """The noise std s(t) of x_t at each step of a generic grid sampler (None when adaptive)."""
@@ -338,7 +391,8 @@ class NoiseModel(Family):
         steps = getattr(options, "steps", None)
         if name not in GENERIC_SAMPLERS or steps is None or self.process.sigma_range()[1] <= self.process.sigma_range()[0]:
             return None
-        sig = self.sigma_grid(steps, getattr(options, "grid", "karras"), rk4=name == "ode_rk4")[:-1]
+        sig = self.sigma_grid(steps, getattr(options, "grid", "karras"), name == "ode_rk4",
+                              getattr(options, "sigma_max", SIGMA_MAX))[:-1]
         return self.process.alpha_s(self.process.t_of_sigma(sig))[1].numpy()
 
     # ---------------------------------------------------------------- views

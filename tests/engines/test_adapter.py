@@ -160,3 +160,38 @@ def test_single_level_families_read_their_level():
         assert torch.allclose(fam.score(x), s) and torch.allclose(fam.denoise(x, 0.3), x + 0.09 * s)
     with pytest.raises(ValueError, match="one noise level"):
         fam.sigma_grid(5)
+
+
+def test_discrete_models_are_read_at_their_trained_levels():
+    """DDPM (integer steps) and a ladder-trained NCSN are read at the nearest trained level, and their
+    sigma grids are snapped to those levels, so the budget counts the grid actually walked."""
+    fam = make("ddpm")                                            # T = 20
+    nodes = fam.process.nodes
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(5))
+    between = math.sqrt(float(nodes[7] * nodes[8]))              # halfway in log sigma, nearer neither much
+    near7 = float(nodes[7]) * 1.01
+    assert torch.allclose(fam.eps(x, torch.full((4,), near7)), fam.eps(x, torch.full((4,), float(nodes[7]))))
+    assert torch.isfinite(fam.eps(x, torch.full((4,), between))).all()
+    g = fam.sigma_grid(50, "karras")                              # more steps than levels: collapses
+    assert len(g) - 1 <= 20 and all(any(abs(float(s) / float(n) - 1) < 1e-9 for n in nodes) for s in g[:-1])
+    for sampler in ("euler", "heun", "dpmpp_2m", "ode_rk4"):
+        opts = fam.budget_options(sampler, 12)
+        o = fam.sampler_options(sampler, opts)[1]
+        assert fam.nfe_of(sampler, o) <= 12
+        calls = []
+        real = fam.eps
+        fam.eps = lambda x, s: (calls.append(1), real(x, s))[1]
+        fam.sample(3, sampler, opts)
+        del fam.eps
+        assert len(calls) == fam.nfe_of(sampler, o), sampler
+    ncsn = make("ncsn", n_levels=6)
+    assert torch.allclose(ncsn.process.nodes, ncsn.sigmas.flip(0).double())
+    assert set(ncsn.sigma_grid(10, "logsnr")[:-1].tolist()) <= set(ncsn.sigmas.double().tolist())
+    assert make("ncsn", sigma_sampling="continuous").process.nodes is None
+
+
+def test_grids_start_at_most_at_sigma_max():
+    fam = make("exact", process="ddpm", T=100)                    # its chain ends near sigma = 2000
+    assert fam.process.sigma_range()[1] > 1000
+    assert float(fam.sigma_grid(10)[0]) == pytest.approx(80.0)
+    assert float(fam.sigma_grid(10, sigma_max=1e6)[0]) == pytest.approx(fam.process.sigma_range()[1])
