@@ -249,3 +249,13 @@ def test_the_window_fits_a_1366x768_screen_in_both_modes(win, pump):
     need = win.minimumSizeHint()
     room.set_zoom(1.0)
     assert need.width() <= 1366 and need.height() <= 768, need
+
+
+def test_a_lesson_can_hide_single_fields_by_name(win):
+    from app.presentation import control_widgets
+    assert win.cfg.family == "ddpm"
+    editor, label = control_widgets(win, "options.T")
+    assert editor is win.family.form.editors["T"] and label.text() == "T"
+    assert control_widgets(win, "train.lr")[0] is win.train.form.editors["lr"]
+    assert control_widgets(win, "options.no_such_field") == []
+    assert [b.title() for b in control_widgets(win, "sampler")] == ["Sampler"]
