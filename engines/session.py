@@ -503,7 +503,8 @@ class Session:
         if w.views is not None and (
                 self.force_views or (run.step != self.views_step and self.pacer.due("views", now, self.playing))):
             try:
-                extra["views"] = self._timed("views", lambda: run.views(w.views))
+                # version: the model's step, so a family may reuse work for an unchanged model
+                extra["views"] = self._timed("views", lambda: run.views({**w.views, "version": run.step}))
             except Cancelled:
                 raise
             except Exception as e:

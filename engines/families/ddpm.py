@@ -176,8 +176,13 @@ class DDPM(NoiseModel):
         g = torch.Generator(self.device).manual_seed(0)
         key = (request.get("sampler"), repr(request.get("options")), k, frames)
         old = getattr(self, "_traj_cache", None)
-        # a whole chain is T network calls: at most one every 3 s however often the views are asked for
-        if old is None or old[0] != key or time.perf_counter() - old[1] > 3.0:
+        # a whole chain is T network calls: at most one every 3 s however often the views are asked
+        # for, and none while the model is unchanged (request["version"]: the training step), so
+        # moving the t slider only redoes the cheap forward / score rows at the new t
+        version = request.get("version")
+        stale = old is None or old[0] != key or (time.perf_counter() - old[1] > 3.0
+                                                 and (version is None or version != old[3]))
+        if stale:
             xs = []
             self.sample(k, request.get("sampler"), request.get("options"), generator=g,
                         callback=lambda info: xs.append(info["x"]))
@@ -185,7 +190,7 @@ class DDPM(NoiseModel):
             traj = torch.stack([xs[i] for i in pick], 1)                  # (k, F, C, H, W)
             view = dict(kind="images", title="reverse process: x_t from t = T-1 (left) to 0 (right)",
                         images=traj.reshape((-1,) + self.data_shape).clamp(-1, 1).cpu().numpy(), nrow=len(pick))
-            self._traj_cache = old = (key, time.perf_counter(), view)
+            self._traj_cache = old = (key, time.perf_counter(), view, version)
         out = dict(trajectory=old[2])
         x0 = request.get("data")
         if x0 is None or len(x0) == 0:
