@@ -359,7 +359,11 @@ def test_moving_the_level_reuses_the_reverse_chain_of_an_unchanged_model():
     fam.sample = counted
     s.handle(M.Step(1))
     run_until(s, lambda: s.run.step == 1 and not s.dirty)
+    fam._traj_cache = None                                         # a chain of the step-1 model
+    s.handle(M.Want(views=dict(level=3)))
+    run_until(s, lambda: not s.dirty)
     n = calls["n"]
+    assert n >= 1
     for level in (2, 7, 9):
         key, _, view, version = fam._traj_cache
         fam._traj_cache = (key, time.perf_counter() - 10.0, view, version)   # an old chain (> 3 s)...
