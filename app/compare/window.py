@@ -4,6 +4,7 @@ Play / Pause / Step / Reset act on all runs; "Compare with…" adds a run; each 
 changed or removed. The controller (controller.py) owns the runs; this file lays out and draws."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -19,6 +20,7 @@ from ..shell import lesson_html, peak_rss_mb
 from .controller import CompareController
 from .views import LossOverlay, SharedScrubber, TableView
 
+log = logging.getLogger(__name__)
 FRAME_MS = 33
 TABLE_EVERY_S = 0.5
 DEFAULT_SIZE = (1600, 1000)
@@ -246,6 +248,7 @@ class CompareWindow(QtWidgets.QMainWindow):
     def show_error(self, title: str, text: str):
         if hasattr(self, "ctl"):
             self.ctl.errors.append((title, text))
+        log.warning("%s: %s", title, text)
         first = text.splitlines()[0] if text else title
         self.statusBar().showMessage(f"⚠ {title}: {first}", 15000)
         if self._msgbox is not None:
