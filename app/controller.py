@@ -26,7 +26,8 @@ from PySide6 import QtCore
 
 from engines import data as D
 from engines import messages as M
-from engines.config import ConfigError, RunConfig, TrainConfig, build, train_config
+from engines.config import ConfigError, RunConfig, TrainConfig, build
+from engines.families import train_config
 from engines.run import pick_device
 
 from . import presets

@@ -27,7 +27,8 @@ import glob
 import os
 import tomllib
 
-from engines.config import ConfigError, RunConfig, TrainConfig, build, train_config
+from engines.config import ConfigError, RunConfig, TrainConfig, build
+from engines.families import train_config
 
 from .theme import RESOURCES
 

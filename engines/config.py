@@ -134,10 +134,3 @@ class RunConfig:
         if bad:
             raise ConfigError(f"config.toml: unknown key {sorted(bad)[0]!r}")
         return cls(train=train, **d)
-
-
-def train_config(family: str, is_image: bool = False, overrides: dict | None = None) -> TrainConfig:
-    """TrainConfig from the family's own defaults (Family.train_defaults) and the user's overrides."""
-    from . import families
-    base = families.get(family).train_defaults(is_image)
-    return build(TrainConfig, {**base, **(overrides or {})})

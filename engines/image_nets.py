@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nets import FourierEmbedding, SinusoidalEmbedding
+from .embeddings import FourierEmbedding, SinusoidalEmbedding
 
 
 def level_sizes(h: int, w: int, max_levels: int = 3) -> list[tuple[int, int]]:

@@ -10,33 +10,10 @@ import math
 import torch
 from torch import nn
 
+from .embeddings import FourierEmbedding, SinusoidalEmbedding
+from .image_nets import UNet
+
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "softplus": nn.Softplus}
-
-
-class SinusoidalEmbedding(nn.Module):
-    """Transformer-style features [sin(w_k c), cos(w_k c)], w_k log-spaced in [1, 1000] (DDPM)."""
-
-    def __init__(self, dim: int, max_freq: float = 1000.0):
-        super().__init__()
-        half = dim // 2
-        self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(max_freq), half)))
-
-    def forward(self, c):  # (B,) -> (B, dim)
-        a = c[:, None] * self.freqs[None, :]
-        return torch.cat([a.sin(), a.cos()], dim=1)
-
-
-class FourierEmbedding(nn.Module):
-    """Random Fourier features [sin(2 pi W c), cos(2 pi W c)], W ~ N(0, scale^2), fixed
-    (Tancik et al. 2020; the Gaussian Fourier projection of Song et al. 2021)."""
-
-    def __init__(self, dim: int, scale: float = 16.0):
-        super().__init__()
-        self.register_buffer("W", torch.randn(dim // 2) * scale)
-
-    def forward(self, c):
-        a = 2 * math.pi * c[:, None] * self.W[None, :]
-        return torch.cat([a.sin(), a.cos()], dim=1)
 
 
 def mlp(d_in: int, d_out: int, hidden: int, depth: int, act: str = "silu") -> nn.Sequential:
@@ -156,6 +133,5 @@ def conditional_net(data_shape: tuple, hidden: int = 128, depth: int = 3, embedd
         return ConditionalMLP(data_shape[0], hidden, depth, embedding, emb_dim)
     if image_net == "mlp":
         return FlatConditionalMLP(tuple(data_shape), 4 * hidden, depth, embedding, emb_dim)
-    from .image_nets import UNet
     base = hidden // 8 if image_net == "unet_small" else hidden // 4
     return UNet(tuple(data_shape), base=max(8, min(base, 64)), embedding=embedding)

@@ -20,7 +20,8 @@ import torch
 
 from . import data as D
 from . import controls, families, likelihood, metrics, quality
-from .config import ConfigError, RunConfig, TrainConfig, build, train_config
+from .config import ConfigError, RunConfig, TrainConfig, build
+from .families import train_config
 from .messages import Snapshot
 from .session import Cancelled, Session
 

@@ -28,7 +28,8 @@ import torch
 
 from .. import data as D
 from .. import families
-from ..config import ConfigError, RunConfig, TrainConfig, build, describe, train_config
+from ..config import ConfigError, RunConfig, TrainConfig, build, describe
+from ..families import train_config
 
 MIN_RUNS, MAX_RUNS = 2, 4
 FAIR_MODES = ("steps", "time")

@@ -9,24 +9,16 @@ import os
 
 import torch
 
+from .files import load_points_file
+from .images import is_image_path, load_images
 from .mixture import GaussianMixture
+from .registry import IMAGES
 from .toys import GENERATORS, MIXTURES, gmm
-
-# Image datasets register themselves here: name -> fn(n, generator) -> (n, C, H, W).
-IMAGES: dict = {}
 
 __all__ = ["GaussianMixture", "names", "load", "mixture", "is_image", "is_file", "gmm", "IMAGES"]
 
 
-def _register_images():
-    try:  # image datasets live in their own module; optional at import time
-        from . import images  # noqa: F401
-    except ImportError:
-        pass
-
-
 def names() -> list[str]:
-    _register_images()
     return list(GENERATORS) + list(MIXTURES) + list(IMAGES)
 
 
@@ -39,11 +31,9 @@ def is_file(name: str) -> bool:
 
 def is_image(name: str) -> bool:
     """A registered image set, or the path of an image folder / image, IDX or 3-4-D array file."""
-    _register_images()
     if name in IMAGES:
         return True
     if is_file(name) or os.path.isdir(str(name)):
-        from .images import is_image_path
         return is_image_path(name)
     return False
 
@@ -61,12 +51,9 @@ def load(name: str, n: int, seed: int = 0) -> torch.Tensor:
         return GENERATORS[name](n, g)
     if name in MIXTURES:
         return MIXTURES[name]().sample(n, g)
-    _register_images()
     if name in IMAGES:
         return IMAGES[name](n, g)
     if is_file(name) or os.path.isdir(str(name)):
-        from .images import is_image_path, load_images
-        from .files import load_points_file
         # a folder, an image/IDX file, or a .npy/.npz with 3-4 dims holds images; else points
         x = load_images(name) if is_image_path(name) else load_points_file(name)
         if n and n < len(x):  # a user file is used whole unless asked for fewer examples

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import IMAGES
+from .registry import IMAGES
 from .files import DataFileError, open_npy
 
 __all__ = ["digits", "digits16", "digits_binary", "shapes", "make_shapes", "digits_with_labels",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..config import TrainConfig, build
 from .base import Family
 
 # registry key -> "module:Class" (imported on first use so `list` stays fast)
@@ -49,3 +50,10 @@ def get(name: str) -> type[Family]:
         raise ValueError(f"unknown family {name!r}; choose one of {', '.join(REGISTRY)}")
     mod, cls = REGISTRY[name].split(":")
     return getattr(importlib.import_module(f"{__name__}.{mod}"), cls)
+
+
+def train_config(family: str, is_image: bool = False, overrides: dict | None = None) -> TrainConfig:
+    """TrainConfig from the family's own defaults (Family.train_defaults) and the user's overrides.
+    (Here, not in engines.config: config is below the families, which build their Configs with it.)"""
+    base = get(family).train_defaults(is_image)
+    return build(TrainConfig, {**base, **(overrides or {})})

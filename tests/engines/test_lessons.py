@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from engines import data as D
-from engines.config import RunConfig, train_config
+from engines.config import RunConfig
+from engines.families import train_config
 from engines.resources import resource_path
 from engines.run import Run
 
