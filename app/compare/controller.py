@@ -29,6 +29,7 @@ from .views import RunColumn, run_color
 
 log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 1.0
+TURN_S = 0.4              # training seconds per turn: few hand-overs, fair within 0.4 s
 
 
 @dataclasses.dataclass(eq=False)
@@ -62,7 +63,7 @@ class CompareController(QtCore.QObject):
         # one dataset for all runs: loaded once (or the single-run window's loaded/drawn data)
         self.data = data if data is not None else shared_data(comp)
         self.share = FairShare(0, comp.fair, slots=concurrent_slots(MAX_RUNS, reserve=1))
-        self.turns = Turns(self.share)
+        self.turns = Turns(self.share, quantum=TURN_S)
         self.runs: list[RunState] = []
         self.retired: list[CompareSlot] = []
         for spec in comp.runs:

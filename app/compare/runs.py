@@ -2,9 +2,9 @@
 
 `GatedSession` is the ordinary session (engines.session) with one rule added: before a training
 chunk it asks the comparison's `Turns` (engines.compare.fair) for a turn, and it reports every
-chunk's steps and seconds back. While it waits it asks again every few milliseconds, so a turn
-passes from run to run without idle cores. Everything else (snapshots, samples, particles,
-cancellation) is the session's own.
+chunk's steps and seconds back. While it waits it asks again every 15 ms (often enough that a turn
+passes on with little idle time, rarely enough not to fight the window for the GIL). Everything
+else (snapshots, samples, particles, cancellation) is the session's own.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engines.session import Session
 from ..controller import Slot
 from ..worker import Worker
 
-GATED_WAKE_S = 0.005
+GATED_WAKE_S = 0.015          # a waiting run asks again this often (a poll holds the GIL briefly)
 
 
 NLL_POINTS = 256
