@@ -12,8 +12,8 @@ from engines import schedules as sch
 from engines.config import build
 from engines.data import GaussianMixture
 from engines.families.exact import noised_mixture
-from engines.families.noise_model import (GENERIC_SAMPLERS, DiscreteVP, LinearPath, NoiseModel, SDEProcess,
-                                          steps_for_nfe)
+from engines.families.noise_model import (GENERIC_SAMPLERS, SIGMA_MAX, DiscreteVP, LinearPath, NoiseModel,
+                                          SDEProcess, steps_for_nfe)
 
 MIX = GaussianMixture([0.6, 0.4], [[-0.8, 0.2], [0.9, -0.3]], 0.5)
 NOISE_FAMILIES = ["ddpm", "ncsn", "score_sde", "dsm", "score_matching", "exact", "flow_matching"]
@@ -193,5 +193,5 @@ def test_discrete_models_are_read_at_their_trained_levels():
 def test_grids_start_at_most_at_sigma_max():
     fam = make("exact", process="ddpm", T=100)                    # its chain ends near sigma = 2000
     assert fam.process.sigma_range()[1] > 1000
-    assert float(fam.sigma_grid(10)[0]) == pytest.approx(80.0)
+    assert float(fam.sigma_grid(10)[0]) == pytest.approx(SIGMA_MAX)
     assert float(fam.sigma_grid(10, sigma_max=1e6)[0]) == pytest.approx(fam.process.sigma_range()[1])

@@ -10,6 +10,7 @@ from torch import nn
 
 from engines import families
 from engines.config import RunConfig, build
+from engines.families.noise_model import SIGMA_MAX
 from engines.run import Run
 
 C = 0.6   # data x0 ~ N(0, C^2 I)
@@ -67,11 +68,11 @@ def test_euler_on_uniform_t_is_rectified_flow_euler():
     ending with the step to t = 0."""
     fam = optimal_family()
     steps, eps = 8, fam.cfg.t_eps
-    top = fam.process.t_of_sigma(torch.tensor([80.0], dtype=torch.float64)).item()   # sigma_max = 80: t = 80/81
+    top = fam.process.t_of_sigma(torch.tensor([SIGMA_MAX], dtype=torch.float64)).item()   # t = s / (1 + s)
     ts = torch.linspace(top, eps, steps, dtype=torch.float64).tolist() + [0.0]
     got = fam.sample(100, "euler", dict(steps=steps, grid="native"), generator=torch.Generator().manual_seed(4))
     # the same prior draw: VE coordinates x = x_T / alpha_T, so x_T = (1 - t_0) x
-    x = (1 - ts[0]) * fam.process.prior_std(80.0) * torch.randn((100, 2), generator=torch.Generator().manual_seed(4))
+    x = (1 - ts[0]) * fam.process.prior_std(SIGMA_MAX) * torch.randn((100, 2), generator=torch.Generator().manual_seed(4))
     x = x.double()
     for t, t2 in zip(ts[:-1], ts[1:]):
         x = x + (t2 - t) * fam.velocity(x, torch.full((100,), t, dtype=torch.float64))
