@@ -172,6 +172,8 @@ class SamplesPanel(Panel):
             lines += quality.summary_lines(m)
         if likelihood.summary_line(m):       # held-out NLL with its unit
             lines.append(likelihood.summary_line(m))
+        if m.get("diverged"):
+            lines.append(f"{m['diverged']} samples diverged (not finite): not drawn")
         if "modes_covered" in m:
             lines.append(f"modes covered: {m['modes_covered']}/{m['modes_total']}")
         if m.get("nfe"):

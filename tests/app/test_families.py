@@ -20,7 +20,7 @@ from engines import families
 
 DATASET = {"rbm": "digits_binary", "exact": "8gaussians"}
 # families that draw pictures of their own on these datasets (once they have trained a little)
-VIEWS = {"vae", "gan", "wgan_gp", "planar_flow", "realnvp", "maf", "ebm", "autoregressive", "rbm",
+VIEWS = {"flow_matching", "vae", "gan", "wgan_gp", "planar_flow", "realnvp", "maf", "ebm", "autoregressive", "rbm",
          "discrete_diffusion", "gmm_em", "exact"}
 NEEDS_OWN_DATA = {"rbm", "exact"}      # these can't run on the next family's dataset for a moment
 SCALAR_KEYS = ("energy", "log_density", "discriminator")
