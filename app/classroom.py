@@ -29,6 +29,7 @@ from .settings import THEMES, Settings
 
 THEME_LABELS = dict(system="Follow the system", dark="Dark", light="Light", contrast="High contrast (projector)")
 ZOOM_STEP = 1.15
+ANIMATE_MAX = 2000              # particles drawn per exported animation frame (as the CLI's --animate)
 RESTYLE_MS = 1000               # how often plots built since the last theme change are restyled
 BUNDLE_FILTER = "Run bundle (*.zip);;All files (*)"
 
@@ -333,7 +334,8 @@ class Classroom(QtCore.QObject):
         if traj is None or info is None:
             self.win.show_error("No particle run yet", "Press Play or Step; the Particles panel records each run.")
             return False
-        anim = Trajectory(np.asarray(traj.frames), np.asarray(traj.i), np.asarray(traj.sigma),
+        frames = np.asarray(traj.frames)[:, :ANIMATE_MAX]        # Pillow draws each point of each frame
+        anim = Trajectory(frames, np.asarray(traj.i), np.asarray(traj.sigma),
                           np.asarray(info.preview), tuple(info.bounds or (0.0, 1.0, 0.0, 1.0)), traj.sampler)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:

@@ -74,6 +74,7 @@ def test_presentation_mode_hides_what_the_lesson_hides(win, wait_until, pump):
 
 
 def test_theme_switch_and_zoom_restyle_the_built_plots(win, pump):
+    assert theme.resolve("system").name in ("dark", "light")           # the OS scheme, dark when unknown
     room = win.classroom
     room.set_theme("light")
     pump(0.1)
@@ -175,6 +176,14 @@ def test_a_run_saved_by_the_window_reopens_bit_for_bit(win, tmp_path, wait_until
     assert torch.equal(again.sample(64, "ddim", dict(steps=4), seed=5), a)
     fa, fb = live.field(10, level=5), again.field(10, level=5)
     assert np.array_equal(fa["score"], fb["score"])
+    # File > Export > Particle animation: the panel's last sampler run, one frame per step
+    wait_until(lambda: win.particles.traj is not None and win.particles.traj.step == again.step, 120,
+               "a particle run of the opened model")
+    gif = str(tmp_path / "p.gif")
+    assert win.classroom.export_animation(gif)
+    from PIL import Image
+    with Image.open(gif) as im:
+        assert im.n_frames == len(win.particles.traj.frames)
 
 
 @pytest.mark.parametrize("size", [2.0, 3.0, 5.4])
@@ -259,3 +268,18 @@ def test_a_lesson_can_hide_single_fields_by_name(win):
     assert control_widgets(win, "train.lr")[0] is win.train.form.editors["lr"]
     assert control_widgets(win, "options.no_such_field") == []
     assert [b.title() for b in control_widgets(win, "sampler")] == ["Sampler"]
+
+
+def test_the_lesson_browser_lists_lessons_by_course_topic(themed_app, qtbot):
+    from app import presets
+    from app.lesson_browser import LessonBrowser
+    dlg = LessonBrowser("ebm_moons")
+    qtbot.addWidget(dlg)
+    topics = [dlg.tree.topLevelItem(i).text(0) for i in range(dlg.tree.topLevelItemCount())]
+    known = [t for t in topics if t in presets.TOPICS]
+    assert known == [t for t in presets.TOPICS if t in known] and len(known) >= 6
+    assert dlg.selected() == "ebm_moons" and "T = noise²" in dlg.formula.text()
+    assert not dlg.tree.currentItem().icon(0).isNull()                  # a thumbnail of the lesson's data
+    with qtbot.waitSignal(dlg.chosen, timeout=5000) as sig:
+        dlg._open()
+    assert sig.args == ["ebm_moons"]
