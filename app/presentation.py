@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from . import theme
 
 # Stats rows a class does not need: they describe the machine, not the model
 DEVELOPER_STATS = ("fps", "lateness", "rss", "device")
