@@ -97,12 +97,29 @@ def _wrap_title(title: str, chars: int) -> str:
     return "<br>".join(html.escape(l) for l in lines)
 
 
+def colour_scale(plot: pg.PlotItem, lo: float, hi: float, label: str = ""):
+    """A colour bar beside the plot for what the colours mean (one per plot, kept across redraws:
+    clear() empties the view box, not the layout the bar sits in)."""
+    bar = getattr(plot, "_colour_bar", None)
+    if bar is None:
+        bar = pg.ColorBarItem(values=(0, 1), colorMap=theme.HEAT_CMAP, interactive=False, width=10)
+        plot.layout.addItem(bar, 2, 5)
+        plot._colour_bar = bar
+    bar.setLevels((lo, hi if hi > lo else lo + 1e-6))
+    if label != getattr(plot, "_colour_label", None):
+        plot._colour_label = label
+        bar.axis.setLabel(label)
+    bar.setVisible(True)
+
+
 def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
     """Add the items of one view to an (empty) PlotItem. Raises ValueError on an unknown kind.
     bounds (x0, x1, y0, y1): the data's view box, used for views in data coordinates."""
     kind = v.get("kind")
     if kind not in KINDS:
         raise ValueError(f"unknown view kind {kind!r}; known: {', '.join(KINDS)}")
+    if getattr(plot, "_colour_bar", None) is not None:
+        plot._colour_bar.setVisible(False)               # shown again below if this view has colours
     image_like = kind in ("images",)
     plot.setAspectLocked(kind in ("scatter", "polylines", "ellipses", "arrows", "images", "heatmap"))
     for ax in ("left", "bottom"):
@@ -123,6 +140,7 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
             cm = pg.colormap.get(theme.HEAT_CMAP)
             brushes = [pg.mkBrush(q) for q in cm.map((c - lo) / (hi - lo + 1e-12), mode="qcolor")]
             plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=5, pen=None, brush=brushes))
+            colour_scale(plot, lo, hi, v.get("color_label", ""))
         else:
             p = Points(theme.SAMPLES, alpha=180, size=3)
             p.setData(x)
@@ -156,6 +174,9 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
         item.setRect(QtCore.QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys)))
         item.setZValue(-10)
         plot.addItem(item)
+        lo, hi = (float(z.min()), float(z.max())) if z.size else (0.0, 1.0)
+        item.setLevels((lo, hi if hi > lo else lo + 1e-6))
+        colour_scale(plot, lo, hi, v.get("color_label", ""))
     elif kind == "curves":
         theme.legend(plot, (-5, 5))
         for i, (name, (x, y)) in enumerate(dict(v["curves"]).items()):
