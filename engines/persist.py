@@ -5,6 +5,7 @@ so a changed, truncated or swapped file is refused (engines/bundle.py zips a RUN
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -150,7 +151,10 @@ def save_run(run, run_dir: str, view_state: dict | None = None):
     save_file(tensors, wpath)
     save_file({"data": run.data.contiguous()}, os.path.join(run_dir, DATA))
     with open(os.path.join(run_dir, CONFIG), "w") as f:
-        f.write(run.cfg.to_toml())
+        # every family option written out resolved, not only the ones the user changed: a RUN_DIR
+        # must load with the model it was trained with even after a default changes
+        resolved = {k: v for k, v in dataclasses.asdict(fam.cfg).items() if v is not None}
+        f.write(dataclasses.replace(run.cfg, options=resolved).to_toml())
     with open(os.path.join(run_dir, LOSSES), "w", newline="") as f:
         w = csv.writer(f)
         names = list(run.history)
