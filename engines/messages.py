@@ -3,10 +3,12 @@
 Out (Session -> window): RunInfo once a run is built, Snapshot (losses since the last one and,
 when wanted, field / views / samples), Trajectory (a recorded particle run), Progress (a long
 sampling job), State (playing or paused, and why), Notice (one status-bar line), Error (title +
-text, shown once), Finished (the session has ended, its thread may be joined).
+text, shown once), Finished (the session has ended, its thread may be joined); beside training
+engines.inspector.InspectorExtras and engines.checkpoints.CheckpointPictures, Branched, and the
+sampler lab's LabProgress and LabResult.
 
 In (window -> Session): Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow,
-StopAt, Stop, SaveRun, ExportLosses. Every command checks its values when it is made, with the same range checks as
+StopAt, Stop, SaveRun, ExportLosses, Rewind, Branch, RunLab, StopLab. Every command checks its values when it is made, with the same range checks as
 engines.config.build (SetTrain builds a TrainConfig), so no command reaches a Run unchecked.
 
 The arrays inside the messages are numpy copies owned by the message: a receiver on another
@@ -145,6 +147,43 @@ class ViewsAvailable:
 
 @dataclass(frozen=True)
 class Finished:
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class Branched:
+    """Branch(step) was done: `run` (an engines.run.Run, owned by the receiver from now on)
+    starts from the checkpoint at `step` with its weights, optimizer and generator state
+    (engines.checkpoints.branch), for the window to open as a run of its own."""
+    step: int
+    run: object
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class LabProgress:
+    """The sampler lab (RunLab) finished one row of `total`."""
+    done: int
+    total: int
+    sampler: str = ""
+    nfe: int = 0
+    x_iid: float = math.nan
+    source: str = "model"                  # "model", or "oracle" (the exact score: the ceiling)
+    run_id: int = 0
+
+
+@dataclass(frozen=True)
+class LabResult:
+    """The sampler lab's outcome (engines.lab.run_lab on the session's model, plus the exact-score
+    oracle of the same dataset when it is analytic). curves: (engines.lab.LabCurve, ...) one per
+    (source, sampler), sorted by NFE; rows: (engines.lab.LabRow, ...) as measured."""
+    curves: tuple
+    rows: tuple
+    step: int                              # the training step of the model the lab measured
+    n_samples: int
+    dataset: str
+    cancelled: bool = False                # stopped early: the rows are those finished
+    message: str = ""                      # why there is nothing (or why it stopped)
     run_id: int = 0
 
 
@@ -311,4 +350,60 @@ class ExportLosses:
         _out_path("export losses", self.path, (".csv", ".npy"))
 
 
-COMMANDS = (Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow, StopAt, Stop, SaveRun, ExportLosses)
+@dataclass(frozen=True)
+class Rewind:
+    """Show the field, samples and particles as they were at the kept checkpoint nearest `step`
+    (answered with an engines.checkpoints.CheckpointPictures)."""
+    step: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "step", _count("checkpoint step", self.step, 0, 10**12))
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Start a new run from the kept checkpoint nearest `step` (answered with Branched)."""
+    step: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "step", _count("checkpoint step", self.step, 0, 10**12))
+
+
+MAX_LAB_BUDGETS = 12
+MAX_LAB_NFE = 1000
+
+
+def parse_nfe_list(text) -> tuple:
+    """'5, 10, 20' -> (5, 10, 20): sorted, unique, each in 1..MAX_LAB_NFE; ConfigError with the reason."""
+    items = text.replace(";", ",").split(",") if isinstance(text, str) else list(text)
+    out = set()
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        out.add(_count("NFE", item.strip() if isinstance(item, str) else item, 1, MAX_LAB_NFE))
+    if not out:
+        raise ConfigError("NFE: give at least one budget, e.g. 5, 10, 20, 50")
+    if len(out) > MAX_LAB_BUDGETS:
+        raise ConfigError(f"NFE: at most {MAX_LAB_BUDGETS} budgets, got {len(out)}")
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class RunLab:
+    """Run the sampler lab on the session's model at these NFE budgets (engines.lab.run_lab),
+    n_samples per row; a cancellable job answered with LabProgress and one LabResult."""
+    nfe: tuple = (5, 10, 20, 50)
+    n_samples: int = 1000
+
+    def __post_init__(self):
+        object.__setattr__(self, "nfe", parse_nfe_list(self.nfe))
+        object.__setattr__(self, "n_samples", _count("lab samples", self.n_samples, 100, 20_000))
+
+
+@dataclass(frozen=True)
+class StopLab:
+    """Stop a running lab (its finished rows are sent as a cancelled LabResult)."""
+
+
+COMMANDS = (Play, Step, Speed, SetTrain, Want, Sampler, Particles, SamplesNow, StopAt, Stop, SaveRun, ExportLosses,
+            Rewind, Branch, RunLab, StopLab)
