@@ -264,7 +264,7 @@ def test_non_finite_particles_are_counted_not_raised():
 
 
 def test_trajectory_frames_are_capped_by_bytes(monkeypatch):
-    import engines.session as S
+    import engines.session_sampling as S
     monkeypatch.setattr(S, "MAX_TRAJECTORY_BYTES", 30 * 100 * 2 * 4)     # room for 30 frames of 100 points
     s = session()
     s.handle(M.Particles(100))
