@@ -34,6 +34,7 @@ from .config import ConfigError
 from .history import History, loss_mean_recent
 from .nets import count_parameters
 from .pacing import Budget, Pacer
+from .session_inspect import InspectorJobs
 from .session_sampling import (MAX_SAMPLE_BYTES, MAX_TRAJECTORY_BYTES, SAMPLE_BATCH_BYTES, Cancelled,  # noqa: F401
                                Interrupted, SamplingJobs)
 
@@ -61,7 +62,7 @@ def describe_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}\n\n{tail}"
 
 
-class Session(SamplingJobs):
+class Session(SamplingJobs, InspectorJobs):
     def __init__(self, cfg, data=None, *, run_id: int = 0, want: M.Want | dict | None = None,
                  playing: bool = False, speed: float | None = None, sampler: str = "",
                  sampler_options: dict | None = None, stop_at: M.StopAt | None = None, play_seq: int = 0,
@@ -100,6 +101,7 @@ class Session(SamplingJobs):
         self._reference_cache: dict[int, dict] = {}
         self._steps_hint: dict = {}       # sampler -> steps it took last time (progress totals)
         self.history = History()          # every loss record of the run, bounded (engines.history)
+        self._init_inspector()            # probe, Rewind / Branch / RunLab requests (engines.session_inspect)
 
     # ================================================================ outside
     def post(self, msg):
@@ -128,6 +130,7 @@ class Session(SamplingJobs):
                 self.run = self.make_run(self.cfg, data=self.data, cancel=self.check)
             self.check()
             self.info = self._run_info(self.run, self.clock() - t0)
+            self.probe = self._make_probe(self.run)
         except Cancelled:
             self.finished = True
             return False
@@ -237,6 +240,8 @@ class Session(SamplingJobs):
             self.stop_at = cmd
         elif isinstance(cmd, (M.SaveRun, M.ExportLosses)):
             self._save(cmd)
+        elif isinstance(cmd, (M.Rewind, M.Branch, M.RunLab, M.StopLab)):
+            self._handle_inspector(cmd)
         else:
             raise TypeError(f"not a session command: {cmd!r}")
 
@@ -312,6 +317,8 @@ class Session(SamplingJobs):
         if self.finished or self.run is None:
             return None
         run, pacer = self.run, self.pacer
+        if self.branch_req is not None or self.rewind_req is not None:
+            return Job("checkpoints", self._checkpoint_jobs)
         if self.steps_pending:
             return Job("step", self._step_job)
         if self.particles_req is not None and pacer.due("particles", now, self.playing):
@@ -320,6 +327,8 @@ class Session(SamplingJobs):
             return Job("samples", self._samples_job)
         if self.dirty and pacer.due("snapshot", now, self.playing):
             return Job("snapshot", self._snapshot_job)
+        if self.lab_req is not None:
+            return Job("lab", self._lab_job)
         if self.playing and run.family.trainable and not run.diverged:
             if self.speed is None or self._slow_motion_steps(now) >= 1:
                 if self._good is None or (pacer.due("checkpoint", now, True) and run.step > 0):
@@ -391,6 +400,7 @@ class Session(SamplingJobs):
         self.pacer.record_chunk(k, done, self.clock() - t0)
         if done:
             self.dirty = True
+            self._after_train()
         if run.diverged:
             self.post(M.Error("Training diverged", run.diverged))   # before the pause that it explains
             self._pause()
@@ -492,6 +502,7 @@ class Session(SamplingJobs):
         elif w.views is None:
             self.force_views = False
         self.post(replace(snap, **extra) if extra else snap)
+        self._post_extras(now)
         self.dirty = self.force_field or self.force_views
 
     # ================================================================ driving it without a thread
