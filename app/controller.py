@@ -392,6 +392,25 @@ class Controller(QtCore.QObject):
         self.errors.append(("Bad setting", msg))
         self.win.statusBar().showMessage(f"⚠ {msg} (the run goes on with the previous value)", 10000)
 
+    def connect_panels(self):
+        """The panels' own requests (issue 11): the checkpoint timeline's rewind and branch, the
+        sampler lab's run and stop. Called by the shell once the registry's panels exist."""
+        p = self.win.panels
+        p["timeline"].rewindRequested.connect(lambda step: self.send(M.Rewind(step)))
+        p["timeline"].branchRequested.connect(lambda step: self.send(M.Branch(step)))
+        p["lab"].runRequested.connect(self.send)
+        p["lab"].stopRequested.connect(lambda: self.send(M.StopLab()))
+
+    def open_branch(self, msg: M.Branched):
+        """Branch from here: the branched Run (weights, optimizer, generator of the checkpoint)
+        becomes the current run, paused; the original is retired. (Compare mode adds runs from
+        config items only, so the branch is not opened beside the original.)"""
+        self.set_playing(False)
+        if self.restart(f"branched from step {msg.step:,}", run=msg.run):
+            self.win.statusBar().showMessage(
+                f"Branched from step {msg.step:,}: the new run continues from that checkpoint "
+                f"(press Play)", 8000)
+
     def request_particles(self, n):
         if self.info is not None and self.info.samplers:
             self.send(M.Particles(int(n)))
@@ -489,6 +508,9 @@ class Controller(QtCore.QObject):
             w.statusBar().showMessage(msg.text, 10000)
         elif isinstance(msg, M.Error):
             w.show_error(msg.title, msg.text)
+        elif isinstance(msg, M.Branched):
+            self.open_branch(msg)
+            return
         elif isinstance(msg, M.ViewsAvailable):
             # the family's pictures exist once training has started (an EBM's chains): bring them to the front
             if msg.available and slot.info is not None and not slot.info.has_views:

@@ -282,6 +282,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.particles.requestParticles.connect(self.ctl.request_particles)
         self.particles.frameShown.connect(self.schedule.set_time)
         self.samples.refreshRequested.connect(lambda: self.ctl.send(M.SamplesNow()))
+        self.ctl.connect_panels()
 
     def _build_toolbar(self):
         tb = self.addToolBar("Training")

@@ -22,6 +22,7 @@ from engines.checkpoints import CheckpointPictures
 from engines.inspector import InspectorExtras
 
 from .field import FieldPanel
+from .lab import LabPanel
 from .losses import LossesPanel
 from .particles import ParticlesPanel
 from .samples import SamplesPanel
@@ -59,6 +60,7 @@ PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("timeline", TimelinePanel, ("tab", "schedule"), (M.RunInfo, InspectorExtras, CheckpointPictures),
               front=False),
     PanelSpec("score_error", ScoreErrorPanel, ("tab", "schedule"), (M.RunInfo, InspectorExtras), front=False),
+    PanelSpec("lab", LabPanel, ("tab", "schedule"), (M.RunInfo, M.LabProgress, M.LabResult), front=False),
 )
 
 

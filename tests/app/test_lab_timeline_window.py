@@ -1,0 +1,103 @@
+"""Issue 11 in the window (pytest-qt, offscreen): the sampler-lab panel draws one curve per
+(source, sampler) from a LabResult, the oracle's dashed; in the main window training fills the
+inspector's heat strip and the timeline's checkpoints, the timeline rewinds and branches, and
+"Run lab" comes back with a result. Waits are on conditions with generous limits."""
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from engines import lab
+from engines import messages as M
+
+
+def lab_message(rows, **kw):
+    res = lab.LabResult(tuple(rows), 500, "8gaussians", "ddpm")
+    return M.LabResult(res.curves(), res.rows, step=100, n_samples=500, dataset="8gaussians", **kw)
+
+
+def row(sampler, nfe, x, source="model"):
+    return lab.LabRow(sampler, nfe, x, 0.01 * nfe, source)
+
+
+def test_lab_panel_draws_one_curve_per_sampler_and_the_oracle_dashed(qtbot, themed_app, run_info):
+    from app.panels.lab import LabPanel
+    p = LabPanel()
+    qtbot.addWidget(p)
+    p.reset(run_info(samplers=("euler", "heun")))
+    rows = [row(s, n, x * f, src) for s, f in (("euler", 3.0), ("heun", 2.0))
+            for src, x in (("model", 4.0), ("oracle", 1.5)) for n in (5, 10, 20)]
+    p.on_message(M.LabProgress(1, 12, "euler", 5, 3.0))
+    assert p.running and p.button.text() == "Stop lab"
+    p.on_message(lab_message(rows))
+    assert p.draw() and not p.running
+    items = p.quality.listDataItems()
+    assert len(items) == 4 and len(p.time.listDataItems()) == 4
+    dashed = [i for i in items if i.opts["pen"].style() == QtCore.Qt.PenStyle.DashLine]
+    assert sorted(i.name() for i in dashed) == ["euler (exact score)", "heun (exact score)"]
+    euler = next(i for i in items if i.name() == "euler")
+    x, y = euler.getOriginalDataset()
+    assert list(x) == [5, 10, 20] and np.allclose(y, 12.0)
+    assert len(p.legend.items) == 4
+
+
+def test_lab_panel_refuses_a_bad_budget_list(qtbot, themed_app, run_info):
+    from app.panels.lab import LabPanel
+    p = LabPanel()
+    qtbot.addWidget(p)
+    p.reset(run_info(samplers=("euler",)))
+    sent = []
+    p.runRequested.connect(sent.append)
+    p.nfe.setText("5, ten")
+    p.button.click()
+    assert not sent and "not a number" in p.status.text() and not p.running
+    p.nfe.setText("20,5")
+    p.button.click()
+    assert sent == [M.RunLab((5, 20), 1000)] and p.running
+
+
+@pytest.fixture(scope="module")
+def win(themed_app, wait_until):
+    from app.main_window import MainWindow
+    w = MainWindow()
+    w.show()
+    wait_until(lambda: w.ready(), 120, "the first run to be ready")
+    w.ctl.choose(dataset="8gaussians")
+    wait_until(lambda: w.ready() and w.info.dataset == "8gaussians", 120, "the 8gaussians run")
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def test_training_fills_the_heat_strip_and_the_timeline(win, wait_until):
+    for key in ("inspector", "timeline"):
+        win.docks[key].raise_()
+    win.set_playing(True)
+    insp, tl = win.panels["inspector"], win.panels["timeline"]
+    wait_until(lambda: insp.strip is not None and len(insp.strip.steps) >= 2 and len(tl.steps) >= 3,
+               120, "heat-strip rows and kept checkpoints")
+    win.set_playing(False)
+    assert tl.steps[0] == 0 and tl.branch.isEnabled()
+    tl.rewindRequested.emit(tl.steps[1])
+    wait_until(lambda: tl.pictures is not None, 120, "the rewound checkpoint's pictures")
+    assert tl.pictures.step == tl.steps[1] and tl.pictures.samples.shape[1] == 2
+
+
+def test_branch_opens_a_run_from_the_checkpoint(win, wait_until):
+    tl = win.panels["timeline"]
+    old = win.info.run_id
+    step = tl.steps[1]
+    tl.branchRequested.emit(step)
+    wait_until(lambda: win.info.run_id != old, 120, "the branched run")
+    assert win.worker.run_obj.step == step and not win.playing
+
+
+def test_run_lab_in_the_window(win, wait_until):
+    p = win.panels["lab"]
+    win.docks["lab"].raise_()
+    p.nfe.setText("5")
+    p.n.setValue(200)
+    p.button.click()
+    wait_until(lambda: p.result is not None, 180, "the lab's result")
+    assert not p.result.cancelled and {c.source for c in p.result.curves} == {"model", "oracle"}
+    wait_until(lambda: len(p.quality.listDataItems()) == len(p.result.curves), 30, "the lab's curves drawn")
