@@ -135,8 +135,8 @@ class LabPanel(Panel):
             pen = pg.mkPen(colour[c.sampler], width=1.5 if oracle else 2.5, style=style)
             sym = dict(symbol="t" if oracle else "o", symbolSize=6, symbolBrush=colour[c.sampler], symbolPen=None)
             ok = np.isfinite(c.x_iid) & (c.x_iid > 0) & (c.nfe > 0)       # log axes: positive values only
-            name = f"{c.sampler} (exact score)" if oracle else c.sampler
-            self.quality.plot(c.nfe[ok], c.x_iid[ok], pen=pen, name=name, **sym)
+            # one legend entry per sampler (its colour); the status line says dashed = exact score
+            self.quality.plot(c.nfe[ok], c.x_iid[ok], pen=pen, name=None if oracle else c.sampler, **sym)
             okt = (c.seconds > 0) & (c.nfe > 0)
             self.time.plot(c.nfe[okt], c.seconds[okt], pen=pen, **sym)
         # 1x: a perfect sampler on a perfect model (log10(1) = 0 on the log axis)
