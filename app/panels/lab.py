@@ -54,7 +54,7 @@ class LabPanel(Panel):
         for p in (self.quality, self.time):
             p.setLogMode(x=True, y=True)
         self.time.setXLink(self.quality)
-        self.legend = theme.legend(self.quality.getPlotItem())
+        self.legend = theme.legend(self.quality.getPlotItem(), offset=(-5, 5))   # top right: empty at large NFE
         top = QtWidgets.QHBoxLayout()
         top.addWidget(QtWidgets.QLabel("NFE"))
         top.addWidget(self.nfe, 1)
