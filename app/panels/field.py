@@ -13,6 +13,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from engines.families.base import time_display_offset
+
 from .. import theme
 from ..flow_layout import FlowLayout
 from .base import (Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows,
@@ -104,6 +106,8 @@ class LevelSlider(QtWidgets.QWidget):
 
     def _update_label(self):
         v = self.value()
+        if v is not None:       # the papers' t: a discrete chain's index 0..T-1 is shown as 1..T
+            v = v + time_display_offset(self.level)
         self.label.setText("-" if v is None else (str(v) if isinstance(v, int) else f"{v:.3g}"))
 
     def _changed(self, *a):
@@ -463,7 +467,8 @@ def noising_caption(level, level_info: dict, alpha_sigma) -> str:
         return ""
     sigma_kind = level_info.get("kind") == "sigma"
     sym = "σ" if sigma_kind else "t"
-    head = f"{sym} = {level:.3g}" if isinstance(level, float) else f"{sym} = {level}"
+    shown = level + time_display_offset(level_info)      # the engine's index 0..T-1 is the papers' t = 1..T
+    head = f"{sym} = {shown:.3g}" if isinstance(shown, float) else f"{sym} = {shown}"
     if not alpha_sigma:
         return head
     a, s = float(alpha_sigma[0]), float(alpha_sigma[1])

@@ -17,6 +17,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from engines import messages as M
+from engines.families.base import time_display_offset
 
 from .. import theme
 from ..flow_layout import FlowLayout
@@ -263,6 +264,7 @@ class ParticlesPanel(Panel):
             return                    # the label and the schedule marker at ~8 Hz are plenty
         self._last_label = now
         t, s, i = tr.t[f], tr.sigma[f], int(tr.i[f])
+        t = t + time_display_offset(getattr(self.info, "level", None))   # the papers' t (1..T on a discrete chain)
         parts = [f"{tr.sampler or self.sampler_name or 'sampler'}: step {i + 1}/{tr.steps}"]
         if not math.isnan(t):
             parts.append(f"t = {t:.3g}")

@@ -8,6 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from engines.families.base import time_display_offset
+
 from .. import theme
 from .base import Panel
 
@@ -63,6 +65,9 @@ class SchedulePanel(Panel):
         curves = {k: v for k, v in sch.items() if isinstance(v, tuple) and len(v) == 2}
         xl = x_label.lower()
         self.x_kind = "sigma" if ("sigma" in xl or "σ" in xl) else "t"
+        # a discrete chain's steps are drawn as the papers number them, 1..T (the particles' frames
+        # already carry that t for the marker)
+        x_shift = time_display_offset(info.level) if self.x_kind == "t" else 0
         if not curves:
             self.glw.setVisible(False)
             self.message.setText(f"{info.title} has no noise schedule: it does not "
@@ -93,7 +98,7 @@ class SchedulePanel(Panel):
                 p.addItem(m, ignoreBounds=True)
                 self.plots.append(p)
                 self.markers.append(m)
-            x, y = np.asarray(x, float), np.asarray(y, float)
+            x, y = np.asarray(x, float) + x_shift, np.asarray(y, float)
             curve = pg.PlotDataItem(x, y, pen=pg.mkPen(*theme.series_color(i), width=2), name=name)
             self.plots[-1].addItem(curve)
             if stack and _geometric(x, y):

@@ -132,6 +132,22 @@ class Family:
         return {}
 
 
+def discrete_time_level(T: int, default: int) -> dict:
+    """The noise-level slider of a discrete-time chain (DDPM, D3PM). The engines index its steps
+    0..T-1 (the samplers count from 0, arrays are 0-based); the papers number them t = 1..T
+    (Ho et al. 2020, eq. 2-4: q(x_t | x_{t-1}) for t = 1..T). `display_offset` = 1 says so:
+    what the user sees is index + 1. The one place a family states how its time is shown."""
+    return dict(kind="t", lo=0, hi=T - 1, log=False, default=default, integer=True, display_offset=1)
+
+
+def time_display_offset(level_info: dict | None) -> int:
+    """What to add to an engine's time index to show the papers' t: 1 for discrete-time chains
+    (shown 1..T), 0 for continuous t in [0, 1] (score SDEs, flow matching) and for sigma levels."""
+    if not level_info or level_info.get("kind") != "t":
+        return 0
+    return int(level_info.get("display_offset", 0))
+
+
 def grid_lines(lo: float = -3.0, hi: float = 3.0, n_lines: int = 13, n_points: int = 64) -> torch.Tensor:
     """A square grid in a 2D space as polylines: (2 n_lines, n_points, 2), the first n_lines
     horizontal (y fixed), the rest vertical. Push it through a map to draw how the map warps space

@@ -13,6 +13,7 @@ from ..config import ConfigError, opt
 from ..loss_bins import report_t_loss
 from ..nets import IMAGE_NETS, conditional_net, image_net_for
 from .noise_model import DiscreteVP, NoiseModel
+from .base import discrete_time_level
 from .options import DDIMOptions, DDPMOptions
 
 
@@ -92,7 +93,7 @@ class DDPM(NoiseModel):
         self._sqrt_abar = self.abar.sqrt().float().to(self.device)
         self._sqrt_1m = (1 - self.abar).sqrt().float().to(self.device)
         self.process = DiscreteVP(self.abar)                    # the NoiseModel adapter's view of the chain
-        self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=max(cfg.T // 10, 1), integer=True)
+        self.level = discrete_time_level(cfg.T, default=max(cfg.T // 10, 1))   # shown as t = 1..T
         self.net = self.make_net(cfg).to(self.device)
 
     def make_net(self, cfg):

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..config import opt
 from ..nets import SinusoidalEmbedding, mlp
-from .base import Family
+from .base import Family, discrete_time_level
 
 NEG = -1e9  # a logit that is "minus infinity" without producing NaN in softmax
 
@@ -175,7 +175,7 @@ class DiscreteDiffusion(Family):
         self.Q, self.Qbar = transition_matrices(cfg.corruption, self.K, self.abar)  # (T + 1, S, S) float64
         self._Q = self.Q.float().to(self.device)
         self._Qbar = self.Qbar.float().to(self.device)
-        self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=cfg.T // 2, integer=True)
+        self.level = discrete_time_level(cfg.T, default=cfg.T // 2)   # index i is the papers' t = i + 1 (abar[i + 1])
         self.net = X0Net(self.L, self.S, self.K, cfg.hidden, cfg.depth).to(self.device)
         self._ref = None  # some training data (B, *shape) for the "forward" view
 

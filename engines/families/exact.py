@@ -17,6 +17,7 @@ from .. import samplers as S
 from .. import schedules as sch
 from ..config import ConfigError, opt
 from .ncsn import ladder_schedule, uniform_box
+from .base import discrete_time_level
 from .noise_model import DiscreteVP, Ladder, NoiseModel, SDEProcess
 from .options import AnnealedLangevinOptions, DDIMOptions, DDPMOptions, LangevinOptions, ODEOptions, ReverseSDEOptions, none_if
 from .score_sde import PCOptions, alpha_std, default_level, make_sde, ode_log_likelihood
@@ -119,7 +120,7 @@ class ExactScore(NoiseModel):
         self.process = dict(ddpm=lambda: DiscreteVP(self.abar, quantize=False), ncsn=lambda: Ladder(cfg.sigma_min, cfg.sigma_max)
                             ).get(p, lambda: SDEProcess(self.sde, cfg.eps))()
         if p == "ddpm":
-            self.level = dict(kind="t", lo=0, hi=cfg.T - 1, log=False, default=max(cfg.T // 10, 1), integer=True)
+            self.level = discrete_time_level(cfg.T, default=max(cfg.T // 10, 1))   # shown as t = 1..T
         elif p == "ncsn":
             lo, hi = cfg.sigma_min, cfg.sigma_max
             self.level = dict(kind="sigma", lo=lo, hi=hi, log=True,
