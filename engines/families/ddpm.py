@@ -158,14 +158,14 @@ class DDPM(NoiseModel):
         return S.ddim(self.eps_fn(), x, self.abar, ts, o.eta, clip, 1.0, generator, callback)
 
     def schedule(self):
-        t = torch.arange(self.cfg.T).numpy()  # 0-based, like the t the samplers report
+        t = torch.arange(self.cfg.T).numpy()  # 0-based, like the t the samplers report (shown 1..T: level display_offset)
         return dict(x_label="step t", beta=(t, self.betas.numpy()), alpha_bar=(t, self.abar.numpy()),
                     log_snr=(t, sch.log_snr(self.abar).numpy()))
 
     @torch.no_grad()
     def views(self, request=None):
         """Images only. trajectory: x_t of k samples along the reverse chain (fixed noise, so the
-        strip is comparable as training goes on), `frames` columns from t=T-1 to 0. forward: rows of
+        strip is comparable as training goes on), `frames` columns from the noise end to x_0. forward: rows of
         data x_0, x_t ~ q(x_t|x_0) (DDPM eq. 4) at t = request["level"], and the model's
         x0_hat = (x_t - sqrt(1-abar_t) eps_theta) / sqrt(abar_t). score_magnitude: per-pixel
         |s(x_t, t)| = |eps_theta| / sqrt(1 - abar_t), scaled so its max is white.
@@ -189,7 +189,7 @@ class DDPM(NoiseModel):
                         callback=lambda info: xs.append(info["x"]))
             pick = torch.linspace(0, len(xs) - 1, min(frames, len(xs))).round().long().tolist()
             traj = torch.stack([xs[i] for i in pick], 1)                  # (k, F, C, H, W)
-            view = dict(kind="images", title="reverse process: x_t from t = T-1 (left) to 0 (right)",
+            view = dict(kind="images", title="reverse process: x_t from t = T (left) to x_0 (right)",
                         images=traj.reshape((-1,) + self.data_shape).clamp(-1, 1).cpu().numpy(), nrow=len(pick))
             self._traj_cache = old = (key, time.perf_counter(), view, version)
         out = dict(trajectory=old[2])
@@ -207,8 +207,8 @@ class DDPM(NoiseModel):
         mag = eps.norm(dim=1, keepdim=True) / s                           # (m, 1, H, W)
         top = float(mag.max())
         out["forward"] = dict(kind="images", nrow=len(x0), images=rows.cpu().numpy(),
-                              title=f"t = {t}: data x_0 / noised x_t / model's x0_hat")
+                              title=f"t = {t + 1}: data x_0 / noised x_t / model's x0_hat")   # index t is the papers' t + 1
         out["score_magnitude"] = dict(kind="images", nrow=len(x0), vmax=top,
                                       images=(mag / max(top, 1e-12) * 2 - 1).cpu().numpy(),
-                                      title=f"|score(x_t, t)| per pixel at t = {t} (white = {top:.3g})")
+                                      title=f"|score(x_t, t)| per pixel at t = {t + 1} (white = {top:.3g})")
         return out

@@ -288,7 +288,7 @@ class DiscreteDiffusion(Family):
         g = torch.Generator(self.device).manual_seed(0)
         x0 = self._ref[: int(request.get("n", 512))]
         xt = self.q_sample(self.encode(x0), torch.full((len(x0),), t, device=self.device, dtype=torch.long), g)
-        title = f"forward corruption q(x_t | x_0) at t = {t - 1} (abar = {float(self.abar[t]):.3f})"
+        title = f"forward corruption q(x_t | x_0) at t = {t} (abar = {float(self.abar[t]):.3f})"
         if self.images:
             return dict(forward=dict(kind="images", title=title, images=self.decode(xt[:64]).cpu().numpy(), nrow=8))
         masked = (xt == self.mask).float().sum(1) if self.absorbing else (xt != self.encode(x0)).float().sum(1)
