@@ -6,13 +6,23 @@ Run.evaluate's energy_distance_x_iid (1.0 = as close to the data as fresh data i
 curve is the ceiling: its distance from 1x is the sampler's discretization error alone, and the gap
 between a model's curve and the oracle's is the model's error.
 
+One x-iid reading of a perfect sampler is noisy whatever n is: it behaves like chi2_nu / nu with
+nu the effective degrees of freedom of the data's distance kernel (engines/quality.py), about 4 on
+2D toy data (90 % of readings in about [0.2, 2.4]). So each cell (sampler, NFE) is the mean of K
+readings from K independent starting-noise seeds (seed, seed + 1, ..., seed + K - 1). For a
+perfect sampler a mean of K independent chi2_nu / nu is chi2_{K nu} / (K nu), so the row's band is
+quality.chi2_band(K nu): the 90 % range of the mean of K perfect readings. The model and the oracle
+use the same K seeds (shared starting noise) and are scored against the same reference set (the
+model's: `scorer`) at the same n, so their difference is not a difference of draws or references.
+
 Qt-free and cancellable (`should_stop` is polled at every sampler step), so a panel can run
 `run_lab` in a worker and plot `LabResult.curves()`. Command line:
 
     python main.py lab --run RUN_DIR --nfe 5,10,20,50 --json lab.json
     python main.py lab --exact 8gaussians --nfe 5,10,20,50 --json lab.json
 
-The JSON is a list of rows {sampler, nfe, x_iid, seconds, source, options}; the table goes to stderr.
+The JSON is a list of rows {sampler, nfe, x_iid, seconds, source, options, x_iid_readings, band}
+(x_iid: the mean of the K readings; seconds: the mean per reading); the table goes to stderr.
 """
 from __future__ import annotations
 
@@ -29,6 +39,8 @@ DOPRI5_TOLERANCES = (1e-1, 1e-2, 1e-3)   # adaptive: the tolerance sets the NFE,
 # options the lab adds to a budget (the rest are the sampler's defaults): ddim_sigma at eta = 0 is
 # euler's row, so the lab shows its stochastic end instead
 LAB_OPTIONS = {"ddim_sigma": dict(eta=1.0)}
+DEFAULT_READINGS = 3     # readings (starting-noise seeds) per cell: the band's width falls as 1/sqrt(K)
+EVAL_N_REF, EVAL_MAX_SAMPLES = 2000, 4000   # Run.evaluate's defaults: the same reference and sizes
 
 
 class Cancelled(Exception):
@@ -39,10 +51,12 @@ class Cancelled(Exception):
 class LabRow:
     sampler: str
     nfe: int              # network (or exact-score) evaluations per sample
-    x_iid: float          # Run.evaluate's energy_distance_x_iid: 1.0 = a perfect sampler
-    seconds: float        # wall time of sampling n points (not of the scoring)
+    x_iid: float          # mean over the K readings of energy_distance_x_iid: 1.0 = a perfect sampler
+    seconds: float        # mean wall time of sampling n points, per reading (not of the scoring)
     source: str = "model"  # "model" or "oracle" (the exact score of the same dataset)
     options: str = ""     # the sampler options used, as JSON
+    x_iid_readings: tuple[float, ...] = ()   # (K,) one reading per starting-noise seed
+    band: tuple[float, float] | None = None  # 90 % range of a perfect sampler's mean of K readings
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,7 @@ class LabCurve:
     nfe: np.ndarray       # (K,) int
     x_iid: np.ndarray     # (K,) float
     seconds: np.ndarray   # (K,) float
+    band: tuple[float, float] | None = None   # the rows' band of a perfect sampler's mean (one K, one nu)
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ class LabResult:
     dataset: str
     family: str
     cancelled: bool = False
+    readings: int = 1          # K: readings averaged per row
 
     def curves(self) -> tuple[LabCurve, ...]:
         """One curve per (source, sampler); the oracle's curves are the ceiling to draw."""
@@ -69,8 +85,9 @@ class LabResult:
         out = []
         for source, sampler in keys:
             rs = sorted((r for r in self.rows if (r.source, r.sampler) == (source, sampler)), key=lambda r: r.nfe)
+            band = next((r.band for r in rs if r.band is not None), None)
             out.append(LabCurve(sampler, source, np.array([r.nfe for r in rs], dtype=int),
-                                np.array([r.x_iid for r in rs]), np.array([r.seconds for r in rs])))
+                                np.array([r.x_iid for r in rs]), np.array([r.seconds for r in rs]), band))
         return tuple(out)
 
     def best(self, nfe: int, source: str = "model") -> LabRow | None:
@@ -80,6 +97,10 @@ class LabResult:
 
     def to_json(self) -> list[dict]:
         return [asdict(r) for r in self.rows]
+
+    def band(self) -> tuple[float, float] | None:
+        """The 90 % range of a perfect sampler's mean of K readings (the rows share it)."""
+        return next((r.band for r in self.rows if r.band is not None), None)
 
 
 @dataclass
@@ -111,13 +132,38 @@ def plan(family, nfes, samplers=None) -> list[_Plan]:
     return out
 
 
+def reading_seeds(seed: int, readings: int) -> tuple[int, ...]:
+    """The K starting-noise seeds of one cell: seed, seed + 1, ..., seed + K - 1 (the model's lab
+    and the oracle's use the same ones, so their starting noise x_T is shared)."""
+    if readings < 1:
+        raise ValueError(f"readings must be at least 1, got {readings}")
+    return tuple(seed + j for j in range(int(readings)))
+
+
+def mean_band(dof: float | None, readings: int) -> tuple[float, float] | None:
+    """90 % range of the mean of K perfect readings: a mean of K independent chi2_nu / nu is
+    chi2_{K nu} / (K nu), whose quantiles quality.chi2_band gives (Wilson & Hilferty 1931)."""
+    from .quality import chi2_band
+    return None if dof is None else chi2_band(readings * dof)
+
+
 def run_lab(run, nfes=DEFAULT_NFE, n_samples: int = 2000, samplers=None, seed: int = 0, source: str = "model",
-            should_stop=None, progress=None) -> LabResult:
-    """Every applicable sampler of `run.family` at each NFE budget, scored by run.evaluate.
+            should_stop=None, progress=None, readings: int = DEFAULT_READINGS, scorer=None) -> LabResult:
+    """Every applicable sampler of `run.family` at each NFE budget, each cell the mean of `readings`
+    x-iid readings from the starting-noise seeds reading_seeds(seed, readings).
+    scorer: the Run whose reference set scores the samples (default: run; the oracle's lab passes
+    the model's, so both are scored against the same points), at Run.evaluate's sizes.
     should_stop(): polled at every sampler step; progress(done, total, row) after each row."""
     should_stop = should_stop or (lambda: False)
+    seeds = reading_seeds(seed, readings)
     todo = plan(run.family, nfes, samplers)
+    ref = (scorer or run).quality_reference()
+    band = mean_band(ref.dof, len(seeds))
     rows: list[LabRow] = []
+
+    def finish(cancelled=False):
+        return LabResult(tuple(rows), n_samples, str(run.cfg.dataset), run.cfg.family, cancelled, len(seeds))
+
     for k, p in enumerate(todo):
         counted = [0]
 
@@ -126,26 +172,28 @@ def run_lab(run, nfes=DEFAULT_NFE, n_samples: int = 2000, samplers=None, seed: i
                 raise Cancelled
             counted[0] = max(counted[0], int(info.get("nfe") or 0))
 
-        if should_stop():
-            return LabResult(tuple(rows), n_samples, str(run.cfg.dataset), run.cfg.family, cancelled=True)
-        t0 = time.perf_counter()
-        try:
-            x = run.sample(n_samples, p.sampler, dict(p.options), seed=seed, callback=cb)
-        except Cancelled:
-            return LabResult(tuple(rows), n_samples, str(run.cfg.dataset), run.cfg.family, cancelled=True)
-        dt = time.perf_counter() - t0
+        scores, times = [], []
+        for s in seeds:
+            if should_stop():
+                return finish(True)
+            t0 = time.perf_counter()
+            try:
+                x = run.sample(n_samples, p.sampler, dict(p.options), seed=s, callback=cb)
+            except Cancelled:
+                return finish(True)
+            times.append(time.perf_counter() - t0)
+            score = ref.score(x, EVAL_N_REF, EVAL_MAX_SAMPLES).x_iid
+            scores.append(float("nan") if score is None else float(score))
         # what the sampler spent: the grid's count (heun, rk4 and snapped grids spend a little under
         # the budget), the callbacks' count for the adaptive solver, else the budget
         spent = getattr(run.family, "nfe_of", lambda s, o: None)(p.sampler, run.family.sampler_options(p.sampler, p.options)[1])
         nfe = spent if spent is not None else (p.budget if p.budget is not None else counted[0])
-        ev = run.evaluate(x)
-        score = ev.get("energy_distance_x_iid")
-        row = LabRow(p.sampler, int(nfe), float("nan") if score is None else float(score), round(dt, 4), source,
-                     json.dumps(p.options, sort_keys=True))
+        row = LabRow(p.sampler, int(nfe), float(np.mean(scores)), round(float(np.mean(times)), 4), source,
+                     json.dumps(p.options, sort_keys=True), tuple(scores), band)
         rows.append(row)
         if progress is not None:
             progress(k + 1, len(todo), row)
-    return LabResult(tuple(rows), n_samples, str(run.cfg.dataset), run.cfg.family)
+    return finish()
 
 
 def oracle_run(dataset: str, options: dict | None = None, seed: int = 0):
@@ -156,11 +204,18 @@ def oracle_run(dataset: str, options: dict | None = None, seed: int = 0):
 
 
 def format_table(result: LabResult) -> str:
-    lines = [f"sampler lab: {result.family} on {result.dataset}, {result.n_samples} samples per row "
-             f"(x_iid: energy distance / a perfect sampler's; 1.0 = as good as fresh data)",
-             f"{'source':<7} {'sampler':<18} {'nfe':>5} {'x_iid':>9} {'seconds':>8}"]
+    k = result.readings
+    lines = [f"sampler lab: {result.family} on {result.dataset}, {result.n_samples} samples per reading, "
+             f"x_iid = mean of {k} reading{'s' if k != 1 else ''} (seeds) per row "
+             f"(energy distance / a perfect sampler's; 1.0 = as good as fresh data)",
+             f"{'source':<7} {'sampler':<18} {'nfe':>5} {'x_iid':>9} {'readings':<24} {'s/reading':>9}"]
     for r in sorted(result.rows, key=lambda r: (r.source, r.sampler, r.nfe)):
-        lines.append(f"{r.source:<7} {r.sampler:<18} {r.nfe:>5} {r.x_iid:>9.2f} {r.seconds:>8.3f}")
+        each = " ".join(f"{v:.2f}" for v in r.x_iid_readings)
+        lines.append(f"{r.source:<7} {r.sampler:<18} {r.nfe:>5} {r.x_iid:>9.2f} {each:<24} {r.seconds:>9.3f}")
+    band = result.band()
+    if band is not None:
+        lines.append(f"a perfect sampler's mean of {k} reads {band[0]:.2f}-{band[1]:.2f} x iid (90 %): "
+                     f"rows inside it are as good as fresh data, within the noise")
     if result.cancelled:
         lines.append("(cancelled: the rows above are those finished)")
     return "\n".join(lines)
@@ -183,7 +238,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an option of the exact oracle, e.g. process=ddpm (default: the family's)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="first starting-noise seed (default: %(default)s)")
+    p.add_argument("--readings", type=int, default=DEFAULT_READINGS,
+                   help="readings (starting-noise seeds seed..seed+K-1) averaged per row; the model and "
+                        "the oracle share them (default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON to this file (stdout always has them)")
 
 
@@ -207,19 +265,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{done}/{total}] {row.source} {row.sampler} nfe={row.nfe} x_iid={row.x_iid:.2f}",
               file=sys.stderr, flush=True)
 
+    if args.readings < 1:
+        raise ValueError(f"--readings expects a positive integer, got {args.readings}")
     if args.exact:
         result = run_lab(oracle_run(args.exact, sets, args.seed), nfes, args.n, samplers, args.seed, "oracle",
-                         progress=progress)
+                         progress=progress, readings=args.readings)
     else:
         from .run import Run
         model = Run.load(args.run)
-        result = run_lab(model, nfes, args.n, samplers, args.seed, "model", progress=progress)
+        result = run_lab(model, nfes, args.n, samplers, args.seed, "model", progress=progress,
+                         readings=args.readings)
         ds = model.cfg.dataset
         if args.oracle == "auto" and isinstance(ds, str) and mixture(ds) is not None:
-            ref = oracle_run(ds, sets, args.seed)
+            # the model's data seed, and scored against the model's reference set: same points
+            ref = oracle_run(ds, sets, model.cfg.train.seed)
             subset = [s for s in samplers if s in ref.family.applicable_samplers()] if samplers else None
-            oracle = run_lab(ref, nfes, args.n, subset, args.seed, "oracle", progress=progress)
-            result = LabResult(result.rows + oracle.rows, result.n_samples, result.dataset, result.family)
+            oracle = run_lab(ref, nfes, args.n, subset, args.seed, "oracle", progress=progress,
+                             readings=args.readings, scorer=model)
+            result = LabResult(result.rows + oracle.rows, result.n_samples, result.dataset, result.family,
+                               readings=result.readings)
     print(format_table(result), file=sys.stderr)
     text = json.dumps(result.to_json(), indent=1)
     if args.json:

@@ -142,7 +142,8 @@ class InspectorJobs:
                                     row.source))
 
         def result(cancelled=False, message=""):
-            res = lab.LabResult(tuple(rows), req.n_samples, str(run.cfg.dataset), run.cfg.family, cancelled)
+            res = lab.LabResult(tuple(rows), req.n_samples, str(run.cfg.dataset), run.cfg.family, cancelled,
+                                lab.DEFAULT_READINGS)
             return M.LabResult(res.curves(), res.rows, step=run.step, n_samples=req.n_samples,
                                dataset=str(run.cfg.dataset), cancelled=cancelled, message=message)
 
@@ -191,5 +192,6 @@ class InspectorJobs:
         if not subset:
             return None
         offset[0] = len(lab.plan(run.family, req.nfe))
+        # same n, same K starting-noise seeds, scored against the model's reference set
         return lab.run_lab(ref, req.nfe, req.n_samples, subset, source="oracle",
-                           should_stop=self._lab_should_stop, progress=progress)
+                           should_stop=self._lab_should_stop, progress=progress, scorer=run)

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from engines import cli
 from engines import lab
@@ -34,6 +35,70 @@ def test_lab_rows_and_curves_on_the_oracle(oracle):
     assert res.best(20, "oracle").x_iid == min(r.x_iid for r in res.rows if r.nfe <= 20)
     rows = res.to_json()
     assert set(rows[0]) >= {"sampler", "nfe", "x_iid", "seconds"}
+
+
+def test_a_cell_is_the_mean_of_its_per_seed_readings(oracle):
+    res = lab.run_lab(oracle, nfes=(5,), n_samples=300, samplers=["euler"], seed=4, readings=3, source="oracle")
+    (row,) = res.rows
+    assert res.readings == 3 and len(row.x_iid_readings) == 3
+    # each reading is Run.evaluate's score of the samples from one seed, recomputed here by hand
+    opts = dict(json.loads(row.options))
+    by_hand = [oracle.evaluate(oracle.sample(300, "euler", opts, seed=s))["energy_distance_x_iid"] for s in (4, 5, 6)]
+    assert row.x_iid_readings == pytest.approx(by_hand, rel=1e-9)
+    assert row.x_iid == pytest.approx(np.mean(by_hand), rel=1e-12)
+    assert len(set(row.x_iid_readings)) == 3                    # independent seeds, not one draw thrice
+    # the band of a mean of K: chi2_{K nu} / (K nu), narrower than one reading's chi2_nu / nu
+    one = oracle.quality_reference().band()
+    assert row.band == lab.mean_band(oracle.quality_reference().dof, 3)
+    assert one[0] < row.band[0] < 1 < row.band[1] < one[1]
+    back = json.loads(json.dumps(res.to_json()))[0]
+    assert back["x_iid_readings"] == list(row.x_iid_readings) and back["band"] == list(row.band)
+
+
+def _record_starting_noise(run, seen):
+    """Wrap run.family.sample: record the first normal draw of its generator (what x_T is made of:
+    x_T = sigma_max z for every family here) without consuming it."""
+    original = run.family.sample
+
+    def sample(n, sampler, options, generator=None, callback=None):
+        peek = torch.Generator(generator.device)
+        peek.set_state(generator.get_state())
+        seen.append(torch.randn((n,) + tuple(run.data.shape[1:]), generator=peek))
+        return original(n, sampler, options, generator=generator, callback=callback)
+
+    run.family.sample = sample
+
+
+def test_model_and_oracle_share_the_starting_noise_and_the_reference(tmp_path):
+    model = Run(RunConfig(dataset="8gaussians", family="ddpm", options=dict(hidden=16, depth=1)))
+    ref = lab.oracle_run("8gaussians", seed=model.cfg.train.seed)
+    seen_model, seen_oracle = [], []
+    _record_starting_noise(model, seen_model)
+    _record_starting_noise(ref, seen_oracle)
+    m = lab.run_lab(model, nfes=(5,), n_samples=200, samplers=["euler"], seed=11, readings=2)
+    o = lab.run_lab(ref, nfes=(5,), n_samples=200, samplers=["euler"], seed=11, readings=2, source="oracle",
+                    scorer=model)
+    assert len(seen_model) == len(seen_oracle) == 2
+    for zm, zo in zip(seen_model, seen_oracle):
+        assert torch.equal(zm, zo)                                # identical x_T / sigma_max
+    assert not torch.equal(seen_model[0], seen_model[1])         # K different seeds
+    # scored against the model's reference set: the oracle's readings are the model's scorer's
+    opts = dict(json.loads(o.rows[0].options))
+    x = ref.sample(200, "euler", opts, seed=11)
+    assert o.rows[0].x_iid_readings[0] == pytest.approx(model.evaluate(x)["energy_distance_x_iid"], rel=1e-9)
+    assert m.n_samples == o.n_samples and m.rows[0].band == o.rows[0].band
+
+
+def test_the_exact_oracle_at_50_nfe_reads_within_the_band_of_a_mean(oracle):
+    """The ceiling: the exact score with a 50-step sampler is a perfect sampler up to a small
+    discretization error, so the mean of K readings falls in the 90 % band of chi2_{K nu}/(K nu)."""
+    res = lab.run_lab(oracle, nfes=(5, 50), n_samples=1000, samplers=["dpmpp_2m", "euler"], readings=4,
+                      source="oracle")
+    by = {(r.sampler, r.nfe): r for r in res.rows}
+    for name in ("dpmpp_2m", "euler"):
+        lo, hi = by[(name, 50)].band
+        assert lo <= by[(name, 50)].x_iid <= hi, (name, by[(name, 50)].x_iid, (lo, hi))
+        assert by[(name, 5)].x_iid > hi          # the band can fail: 5 steps' discretization error shows
 
 
 def test_lab_cancels_within_a_step(oracle):
