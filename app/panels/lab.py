@@ -7,7 +7,9 @@ LabResult whose curves (engines.lab.LabCurve) this panel draws and nothing more:
          against NFE, log-log, one colour per sampler; the oracle's curves dashed: the ceiling.
          The gap between a solid curve and its dashed one is the model's error; the dashed
          curve's distance from 1x is the sampler's discretization error.
-  right  wall time of sampling against NFE.
+         Each point is the mean of K readings (starting-noise seeds shared by model and oracle);
+         the shaded band is where a perfect sampler's mean of K falls 90 % of the time.
+  right  wall time of sampling against NFE (per reading).
 """
 from __future__ import annotations
 
@@ -110,14 +112,24 @@ class LabPanel(Panel):
     def set_result(self, result: M.LabResult):
         self.result = result
         self._set_running(False)
-        what = f"{len(result.rows)} rows, {result.n_samples:,} samples each, model at step {result.step:,}"
+        what = f"{len(result.rows)} rows, {result.n_samples:,} samples per reading, model at step {result.step:,}"
         if result.message and not result.rows:
             self.status.setText(result.message)
         elif result.cancelled:
             self.status.setText(f"{result.message or 'stopped'}: {what} (those finished)")
         else:
-            self.status.setText(f"{what}. Dashed: the exact score (the ceiling); 1× = as good as fresh data.")
+            self.status.setText(f"{what}. Dashed: the exact score (the ceiling); 1× = as good as fresh data."
+                                f"{self._band_note(result)}")
         self.dirty = True
+
+    @staticmethod
+    def _band_note(result) -> str:
+        band = next((r.band for r in result.rows if getattr(r, "band", None)), None)
+        if band is None:
+            return ""
+        k = max((len(r.x_iid_readings) for r in result.rows), default=1)
+        return (f" Each point: mean of {k} seeds; shaded: a perfect sampler's mean reads "
+                f"{band[0]:.2f}–{band[1]:.2f}× (90 %), so points inside it differ by noise alone.")
 
     # ------------------------------------------------------------------ drawing
     def _draw(self):
@@ -139,6 +151,14 @@ class LabPanel(Panel):
             self.quality.plot(c.nfe[ok], c.x_iid[ok], pen=pen, name=None if oracle else c.sampler, **sym)
             okt = (c.seconds > 0) & (c.nfe > 0)
             self.time.plot(c.nfe[okt], c.seconds[okt], pen=pen, **sym)
+        band = next((r.band for r in r.rows if getattr(r, "band", None)), None)
+        if band is not None and band[0] > 0:   # a perfect sampler's mean of K readings, 90 % (log10 axis)
+            shade = pg.mkColor(theme.FG)
+            shade.setAlpha(36)
+            region = pg.LinearRegionItem(values=(np.log10(band[0]), np.log10(band[1])), orientation="horizontal",
+                                         movable=False, brush=pg.mkBrush(shade), pen=pg.mkPen(None))
+            region.setZValue(-10)
+            self.quality.addItem(region)
         # 1x: a perfect sampler on a perfect model (log10(1) = 0 on the log axis)
         self.quality.addItem(pg.InfiniteLine(pos=0.0, angle=0,
                                              pen=pg.mkPen(theme.FG, style=QtCore.Qt.PenStyle.DotLine)))
