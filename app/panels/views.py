@@ -112,15 +112,77 @@ def colour_scale(plot: pg.PlotItem, lo: float, hi: float, label: str = ""):
     bar.setVisible(True)
 
 
+_heat_brushes: list = []
+
+
+def heat_brushes() -> list:
+    """64 brushes along the heat colour map (made once, after the QApplication exists)."""
+    if not _heat_brushes:
+        cm = pg.colormap.get(theme.HEAT_CMAP)
+        _heat_brushes.extend(pg.mkBrush(q) for q in cm.map(np.linspace(0, 1, 64), mode="qcolor"))
+    return _heat_brushes
+
+
+def view_signature(v: dict) -> tuple:
+    """What fixes the items a view is drawn with: its kind, its space and labels, whether a
+    scatter is coloured, how many ellipses, which curves. Views with the same signature reuse
+    their plot items and only get new data (setData / setImage): building pyqtgraph items, a
+    legend and a colour bar on every snapshot cost tens of ms a draw."""
+    kind = v.get("kind")
+    if kind == "scatter":
+        n = int(np.asarray(v["x"]).size // 2)
+        extra = v.get("color") is not None and n <= 20000
+    elif kind == "ellipses":
+        extra = int(np.asarray(v["centers"]).size // 2)
+    elif kind == "curves":
+        extra = tuple(str(name) for name in dict(v["curves"]))
+    else:
+        extra = None
+    return (kind, v.get("space"), extra, v.get("x_label"), v.get("y_label"))
+
+
 def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
-    """Add the items of one view to an (empty) PlotItem. Raises ValueError on an unknown kind.
+    """Draw one view on a PlotItem: its items are built the first time (or when the view's
+    signature changes) and only refilled with the view's data on later calls.
+    Raises ValueError on an unknown kind (the plot is then left empty, to be rebuilt).
     bounds (x0, x1, y0, y1): the data's view box, used for views in data coordinates."""
     kind = v.get("kind")
     if kind not in KINDS:
+        forget_view(plot)
         raise ValueError(f"unknown view kind {kind!r}; known: {', '.join(KINDS)}")
+    sig = view_signature(v)
+    state = getattr(plot, "_view_state", None)
+    if state is None or state[0] != sig:
+        forget_view(plot)
+        items = _build_view(plot, v, data_preview)
+        plot._view_state = (sig, items)
+    else:
+        items = state[1]
+    try:
+        _fill_view(plot, v, items)
+    except Exception:
+        forget_view(plot)       # half-filled items: start afresh next time
+        raise
+    if v.get("space") == "data" and bounds and kind in SPATIAL:
+        # the data's own box, the same as the Field panel's: the picture does not jump about
+        # as the view updates, and it lines up with the other panels
+        plot.setRange(xRange=bounds[:2], yRange=bounds[2:], padding=0.02)
+
+
+def forget_view(plot: pg.PlotItem):
+    """Empty the plot and drop its cached items."""
+    plot.clear()
+    if plot.legend is not None:
+        plot.legend.clear()
     if getattr(plot, "_colour_bar", None) is not None:
-        plot._colour_bar.setVisible(False)               # shown again below if this view has colours
-    image_like = kind in ("images",)
+        plot._colour_bar.setVisible(False)               # shown again if the next view has colours
+    plot._view_state = None
+
+
+def _build_view(plot: pg.PlotItem, v: dict, data_preview) -> dict:
+    """The items of one view, added to the (empty) plot, with no data yet: name -> item(s)."""
+    kind = v.get("kind")
+    image_like = kind == "images"
     plot.setAspectLocked(kind in ("scatter", "polylines", "ellipses", "arrows", "images", "heatmap"))
     for ax in ("left", "bottom"):
         plot.showAxis(ax, not image_like)
@@ -128,79 +190,100 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
     if in_data and data_preview is not None and not image_like and len(data_preview) \
             and np.asarray(data_preview).ndim == 2:
         d = Points(theme.DATA, alpha=60, size=2)
-        d.setData(np.asarray(data_preview)[:1500])
+        d.setData(np.asarray(data_preview)[:1500])      # the run's data: fixed for the run
         d.setZValue(-5)
         plot.addItem(d)
+    items = {}
     if kind == "scatter":
-        x = np.asarray(v["x"], float).reshape(-1, 2)
-        col = v.get("color")
-        if col is not None and len(x) <= 20000:
-            c = np.nan_to_num(np.asarray(col, float).ravel())
-            lo, hi = (float(c.min()), float(c.max())) if c.size else (0.0, 1.0)
-            cm = pg.colormap.get(theme.HEAT_CMAP)
-            brushes = [pg.mkBrush(q) for q in cm.map((c - lo) / (hi - lo + 1e-12), mode="qcolor")]
-            plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=5, pen=None, brush=brushes))
-            colour_scale(plot, lo, hi, v.get("color_label", ""))
+        if view_signature(v)[2]:                          # coloured points
+            items["points"] = pg.ScatterPlotItem(size=5, pen=None)
         else:
-            p = Points(theme.SAMPLES, alpha=180, size=3)
-            p.setData(x)
-            plot.addItem(p)
+            items["points"] = Points(theme.SAMPLES, alpha=180, size=3)
     elif kind == "polylines":
-        xs, ys = _nan_join(v.get("lines", []))
-        plot.addItem(pg.PlotCurveItem(xs, ys, pen=pg.mkPen(*theme.SAMPLES, 210), connect="finite"))
+        items["lines"] = pg.PlotCurveItem(pen=pg.mkPen(*theme.SAMPLES, 210), connect="finite")
     elif kind == "ellipses":
-        centers = np.asarray(v["centers"], float).reshape(-1, 2)
-        covs = np.asarray(v["covs"], float).reshape(-1, 2, 2)
-        w = np.asarray(v.get("weights", np.ones(len(centers))), float).ravel()
-        w = w / (w.max() + 1e-12)
-        for n_std, width in ((1.0, 2), (2.0, 1)):
-            for c, l, wk in zip(centers, ellipse_lines(centers, covs, n_std), w):
-                plot.addItem(pg.PlotCurveItem(l[:, 0], l[:, 1],
-                                              pen=pg.mkPen(*theme.SAMPLES, int(70 + 185 * wk), width=width)))
-        plot.addItem(pg.ScatterPlotItem(centers[:, 0], centers[:, 1], size=7, pen=pg.mkPen("k"),
-                                        brush=pg.mkBrush(*theme.SAMPLES, 240)))
+        K = view_signature(v)[2]
+        items["contours"] = [pg.PlotCurveItem() for _ in range(2 * K)]     # 1 sd then 2 sd, per component
+        items["centers"] = pg.ScatterPlotItem(size=7, pen=pg.mkPen("k"), brush=pg.mkBrush(*theme.SAMPLES, 240))
     elif kind == "images":
-        item = pg.ImageItem()
-        plot.addItem(item)
-        show_image_grid(item, v["images"], v.get("nrow"))
-        plot.setRange(xRange=(0, item.width()), yRange=(0, item.height()), padding=0.01)
+        items["image"] = pg.ImageItem()
     elif kind == "heatmap":
-        xs, ys = np.asarray(v["xs"], float), np.asarray(v["ys"], float)
-        z = np.nan_to_num(np.asarray(v["z"], float))
-        item = pg.ImageItem(z.astype(np.float32))
+        item = pg.ImageItem()
         item.setColorMap(pg.colormap.get(theme.HEAT_CMAP))
-        dx = (xs[-1] - xs[0]) / max(len(xs) - 1, 1)
-        dy = (ys[-1] - ys[0]) / max(len(ys) - 1, 1)
-        item.setRect(QtCore.QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys)))
         item.setZValue(-10)
-        plot.addItem(item)
-        lo, hi = (float(z.min()), float(z.max())) if z.size else (0.0, 1.0)
-        item.setLevels((lo, hi if hi > lo else lo + 1e-6))
-        colour_scale(plot, lo, hi, v.get("color_label", ""))
+        items["image"] = item
     elif kind == "curves":
         theme.legend(plot, (-5, 5))
-        for i, (name, (x, y)) in enumerate(dict(v["curves"]).items()):
-            plot.addItem(pg.PlotDataItem(np.asarray(x, float), np.asarray(y, float),
-                                         pen=pg.mkPen(*theme.series_color(i), width=2), name=str(name)))
+        items["curves"] = {name: pg.PlotDataItem(pen=pg.mkPen(*theme.series_color(i), width=2), name=name)
+                           for i, name in enumerate(view_signature(v)[2])}
     elif kind == "arrows":
-        x = np.asarray(v["x"], float).reshape(-1, 2)
-        vec = np.asarray(v["v"], float).reshape(-1, 2)
-        ext = float(np.ptp(x, axis=0).max()) if len(x) > 1 else 1.0
-        s = scale_arrows(vec, 0.08 * ext if ext > 0 else 0.1)
-        c = x + s / 2                                  # arrows start at the points
-        plot.addItem(pg.ScatterPlotItem(x[:, 0], x[:, 1], size=4, pen=None, brush=pg.mkBrush(*theme.SAMPLES, 220)))
-        plot.addItem(pg.PlotCurveItem(*arrow_segments(c[:, 0], c[:, 1], s[:, 0], s[:, 1]),
-                                      pen=pg.mkPen(*theme.MODEL, 200), connect="pairs"))
-    if in_data and bounds and kind in SPATIAL:
-        # the data's own box, the same as the Field panel's: the picture does not jump about
-        # as the view updates, and it lines up with the other panels
-        plot.setRange(xRange=bounds[:2], yRange=bounds[2:], padding=0.02)
+        items["points"] = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(*theme.SAMPLES, 220))
+        items["arrows"] = pg.PlotCurveItem(pen=pg.mkPen(*theme.MODEL, 200), connect="pairs")
+    for it in items.values():
+        for one in (it.values() if isinstance(it, dict) else it if isinstance(it, list) else [it]):
+            plot.addItem(one)
     if in_data and kind in SPATIAL and not image_like:      # data coordinates, as on the Field panel
         v = {"x_label": "x₁", "y_label": "x₂", **v}
     if v.get("x_label"):
         plot.setLabel("bottom", v["x_label"])
     if v.get("y_label"):
         plot.setLabel("left", v["y_label"])
+    return items
+
+
+def _fill_view(plot: pg.PlotItem, v: dict, items: dict):
+    """Put the view's arrays into the items _build_view made for it."""
+    kind = v.get("kind")
+    if kind == "scatter":
+        x = np.asarray(v["x"], float).reshape(-1, 2)
+        if isinstance(items["points"], Points):
+            items["points"].setData(x)
+        else:
+            c = np.nan_to_num(np.asarray(v["color"], float).ravel())
+            lo, hi = (float(c.min()), float(c.max())) if c.size else (0.0, 1.0)
+            # a palette of shared brushes: per-point QBrush objects made setData ~3x slower
+            # (pyqtgraph caches a symbol per distinct brush), and 64 shades are plenty to read
+            palette = heat_brushes()
+            level = np.clip(((c - lo) / (hi - lo + 1e-12) * (len(palette) - 1)).round(), 0, None).astype(int)
+            items["points"].setData(x[:, 0], x[:, 1], brush=[palette[k] for k in level])
+            colour_scale(plot, lo, hi, v.get("color_label", ""))
+    elif kind == "polylines":
+        items["lines"].setData(*_nan_join(v.get("lines", [])))
+    elif kind == "ellipses":
+        centers = np.asarray(v["centers"], float).reshape(-1, 2)
+        covs = np.asarray(v["covs"], float).reshape(-1, 2, 2)
+        w = np.asarray(v.get("weights", np.ones(len(centers))), float).ravel()
+        w = w / (w.max() + 1e-12)
+        curves = iter(items["contours"])
+        for n_std, width in ((1.0, 2), (2.0, 1)):
+            for l, wk in zip(ellipse_lines(centers, covs, n_std), w):
+                next(curves).setData(l[:, 0], l[:, 1], pen=pg.mkPen(*theme.SAMPLES, int(70 + 185 * wk), width=width))
+        items["centers"].setData(centers[:, 0], centers[:, 1])
+    elif kind == "images":
+        item = items["image"]
+        show_image_grid(item, v["images"], v.get("nrow"))
+        plot.setRange(xRange=(0, item.width()), yRange=(0, item.height()), padding=0.01)
+    elif kind == "heatmap":
+        xs, ys = np.asarray(v["xs"], float), np.asarray(v["ys"], float)
+        z = np.nan_to_num(np.asarray(v["z"], float))
+        lo, hi = (float(z.min()), float(z.max())) if z.size else (0.0, 1.0)
+        item = items["image"]
+        item.setImage(z.astype(np.float32), levels=(lo, hi if hi > lo else lo + 1e-6))
+        dx = (xs[-1] - xs[0]) / max(len(xs) - 1, 1)
+        dy = (ys[-1] - ys[0]) / max(len(ys) - 1, 1)
+        item.setRect(QtCore.QRectF(xs[0] - dx / 2, ys[0] - dy / 2, dx * len(xs), dy * len(ys)))
+        colour_scale(plot, lo, hi, v.get("color_label", ""))
+    elif kind == "curves":
+        for name, (x, y) in dict(v["curves"]).items():
+            items["curves"][str(name)].setData(np.asarray(x, float), np.asarray(y, float))
+    elif kind == "arrows":
+        x = np.asarray(v["x"], float).reshape(-1, 2)
+        vec = np.asarray(v["v"], float).reshape(-1, 2)
+        ext = float(np.ptp(x, axis=0).max()) if len(x) > 1 else 1.0
+        s = scale_arrows(vec, 0.08 * ext if ext > 0 else 0.1)
+        c = x + s / 2                                  # arrows start at the points
+        items["points"].setData(x[:, 0], x[:, 1])
+        items["arrows"].setData(*arrow_segments(c[:, 0], c[:, 1], s[:, 0], s[:, 1]))
 
 
 class ViewsPanel(Panel):
@@ -364,10 +447,7 @@ class ViewsPanel(Panel):
             self._titles = "  ·  ".join(long_titles)
         errors = []
         for name, v in views.items():
-            p = self.plots[name]
-            p.clear()
-            if p.legend is not None:
-                p.legend.clear()
+            p = self.plots[name]         # its items are reused while the view keeps its signature
             try:
                 draw_view(p, v, getattr(self.info, "preview", None), getattr(self.info, "bounds", None))
             except Exception as e:   # one bad view must not take the others down
