@@ -164,6 +164,10 @@ def view(run, ckpt: Checkpoint):
     return new
 
 
+class PicturesStopped(Exception):
+    """pictures_at's should_stop() said yes between two sampler steps: the pictures are dropped."""
+
+
 @dataclass(frozen=True)
 class CheckpointPictures:
     """The views of a run as it was at a checkpoint, in data coordinates."""
@@ -176,15 +180,31 @@ class CheckpointPictures:
 
 def pictures_at(run, ckpt: Checkpoint, resolution: int = 24, level=None, n: int = 500, frames: int = 24,
                 seed: int = 0, sampler: str | None = None, options: dict | None = None,
-                run_id: int = 0) -> CheckpointPictures:
+                run_id: int = 0, should_stop=None) -> CheckpointPictures:
     """Field, samples and particle frames of `run` rewound to the checkpoint. The view box is the
-    run's own, and the sampler noise is seeded, so pictures at two checkpoints are comparable."""
+    run's own, and the sampler noise is seeded, so pictures at two checkpoints are comparable.
+    should_stop(): polled before the field, before sampling and at every sampler step (so a
+    rewind ends within one step); when it says yes, PicturesStopped is raised and nothing is kept.
+    Whatever should_stop raises itself (a session's Cancelled) goes through."""
+    stop = should_stop or (lambda: False)
+
+    def poll():
+        if stop():
+            raise PicturesStopped
+
+    poll()
     v = view(run, ckpt)
     fld = {} if v.is_image else v.field(resolution, level, bounds=run.bounds())
     samples = particles = None
     if v.family.samplers:
         xs = []
-        out = v.sample(n, sampler, options, seed=seed, callback=lambda info: xs.append(info["x"]))
+
+        def cb(info):
+            poll()
+            xs.append(info["x"])
+
+        poll()
+        out = v.sample(n, sampler, options, seed=seed, callback=cb)
         samples = out.numpy()
         if xs and not v.is_image:
             pick = np.unique(np.linspace(0, len(xs) - 1, min(frames, len(xs))).round().astype(int))

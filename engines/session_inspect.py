@@ -18,7 +18,7 @@ import math
 
 from . import lab
 from . import messages as M
-from .checkpoints import branch, pictures_at
+from .checkpoints import PicturesStopped, branch, pictures_at
 from .data import mixture
 from .inspector import InspectorProbe
 from .session_sampling import Cancelled
@@ -26,6 +26,7 @@ from .session_sampling import Cancelled
 EXTRAS_PERIOD_S = 0.5             # a heat-strip row spans >= 0.5 s of training, not one 30 Hz frame
 REWIND_SAMPLES = 500              # points a rewound checkpoint draws
 LAB_INTERRUPTS = (M.Stop, M.Play, M.Step, M.StopLab, M.RunLab, M.Rewind, M.Branch)
+REWIND_INTERRUPTS = (M.Stop, M.Play, M.Step, M.Rewind, M.Branch)   # a rewind in progress yields to these
 
 
 class InspectorJobs:
@@ -107,13 +108,24 @@ class InspectorJobs:
         try:
             pics = self._timed("rewind", lambda: pictures_at(
                 self.run, ckpt, resolution=int(field.get("resolution", 24)), level=field.get("level"),
-                n=REWIND_SAMPLES, sampler=self.sampler or None, options=self.sampler_options))
+                n=REWIND_SAMPLES, sampler=self.sampler or None, options=self.sampler_options,
+                should_stop=self._rewind_should_stop))
+        except PicturesStopped:                  # a newer Rewind replaces it; after other commands, again
+            if self.rewind_req is None:
+                self.rewind_req = M.Rewind(step)
+            return
         except Cancelled:
             raise
         except Exception as e:
             self._fail(f"Rewinding to step {ckpt.step} failed", e, pause=False)
             return
         self.post(pics)
+
+    def _rewind_should_stop(self) -> bool:
+        """The session's check (Cancelled once it closes), then: does a command wait that the
+        rewind should yield to? Polled at every sampler step of pictures_at."""
+        self.check()
+        return self.pending(REWIND_INTERRUPTS)
 
     def _branch(self, step: int):
         ckpt = self._nearest_checkpoint(step)

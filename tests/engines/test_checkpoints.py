@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engines.checkpoints import CheckpointRing, branch, capture, pictures_at
+from engines.checkpoints import CheckpointRing, PicturesStopped, branch, capture, pictures_at
 from engines.config import RunConfig
 from engines.run import Run
 
@@ -103,3 +103,46 @@ def test_pictures_rewind_the_field_and_samples(trained):
     assert p0.samples.shape == (64, 2) and p0.particles.shape[1:] == (64, 2) and len(p0.particles) == 5
     again = pictures_at(run, last, resolution=8, n=64, frames=5)
     assert np.array_equal(again.samples, p1.samples) and np.array_equal(again.field["score"], p1.field["score"])
+
+
+def test_pictures_stop_within_one_sampler_step_on_a_fake_clock(trained, monkeypatch):
+    """should_stop is polled at every sampler step: with a fake clock that advances 0.1 s a step,
+    a rewind asked to stop at 0.5 s ends at the first poll past it, not at the end of the sampler."""
+    run, ring = trained
+    full = pictures_at(run, ring.items[-1], resolution=8, n=64, frames=5)
+    polls, steps, now = [], [], [0.0]
+    original = Run.sample
+
+    def sample(self, n, sampler=None, options=None, seed=None, callback=None):
+        def cb(info):                  # one sampler step = 0.1 s of the fake clock
+            now[0] += 0.1
+            steps.append(info["i"])
+            callback(info)
+        return original(self, n, sampler, options, seed=seed, callback=cb)
+
+    def should_stop():
+        polls.append(now[0])
+        return now[0] >= 0.5
+
+    monkeypatch.setattr(Run, "sample", sample)
+    with pytest.raises(PicturesStopped):
+        pictures_at(run, ring.items[-1], resolution=8, n=64, frames=5, should_stop=should_stop)
+    assert polls[-1] >= 0.5 and all(t < 0.5 for t in polls[:-1])   # stopped at the first poll past 0.5 s
+    assert polls[-1] < 0.5 + 0.1 + 1e-9 and len(steps) == 5           # within one step of the deadline
+    # never asked to stop: the same pictures as without should_stop
+    steps.clear()
+    again = pictures_at(run, ring.items[-1], resolution=8, n=64, frames=5, should_stop=lambda: False)
+    assert np.array_equal(again.samples, full.samples) and len(steps) > 5
+
+
+def test_pictures_let_the_sessions_own_cancellation_through(trained):
+    run, ring = trained
+
+    class Closed(Exception):
+        pass
+
+    def check():
+        raise Closed
+
+    with pytest.raises(Closed):
+        pictures_at(run, ring.items[-1], resolution=8, n=64, frames=5, should_stop=check)

@@ -156,3 +156,28 @@ def test_lab_commands_check_their_values():
             M.RunLab(bad)
     with pytest.raises(ConfigError):
         M.Rewind(-1)
+
+
+def test_a_rewind_yields_to_a_waiting_command_and_comes_back_after_it():
+    waiting = []
+    s = ddpm_session(pending=lambda kinds: any(isinstance(c, kinds) for c in waiting))
+    s.drain()
+    polls = []
+    orig = s._rewind_should_stop
+    s._rewind_should_stop = lambda: (polls.append(1), orig())[1]
+    s.handle(M.Rewind(0))
+    orig_sample, polls_at_play = Run.sample, []
+    # a Play arrives while the rewind's sampler is on its third step (pictures_at samples on a
+    # type(run) copy of the run: the spy class reaches it)
+    s.run.__class__ = type("SpyRun", (Run,), dict(sample=lambda self, *a, **k: orig_sample(self, *a, **{
+        **k, "callback": (lambda info, cb=k["callback"]: (info["i"] == 2 and not polls_at_play
+                                                           and (polls_at_play.append(len(polls)),
+                                                                waiting.append(M.Play(True))), cb(info)))})))
+    job = s.next_job(s.clock())
+    assert job.kind == "checkpoints"
+    job.run()
+    assert not of(CheckpointPictures, s.drain())                 # dropped mid-sampler...
+    assert s.rewind_req == M.Rewind(0) and len(polls) == polls_at_play[0] + 1   # ...at the next poll, queued again
+    waiting.clear()                                              # the Play handled: the rewind comes back
+    pics = of(CheckpointPictures, run_until(s, lambda out: of(CheckpointPictures, out)))
+    assert pics and pics[0].step == 0 and len(polls) > 10
