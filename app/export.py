@@ -39,12 +39,17 @@ def export_widget(widget: QtWidgets.QWidget, path: str, scale: float = 2.0) -> s
             ex = exporters.ImageExporter(scene)
             w = int(views[0].width() * scale)
             ex.parameters()["width"] = max(w, 16)     # height follows the aspect ratio
-        else:
-            ex = exporters.SVGExporter(scene)
-        ex.export(path)
-        if not os.path.exists(path):
-            raise PanelExportError(f"{path}: pyqtgraph wrote nothing")
-        return "pyqtgraph"
+            ex.export(path)
+            if not os.path.exists(path):
+                raise PanelExportError(f"{path}: pyqtgraph wrote nothing")
+            return "pyqtgraph"
+        try:
+            exporters.SVGExporter(scene).export(path)
+            return "pyqtgraph"
+        except ValueError:
+            # pyqtgraph 0.14's SVGExporter fails to parse some path coordinates of its own output
+            # ("not enough values to unpack", pyqtgraph issue #3485): paint the widget instead
+            pass
     if ext == ".png":
         ratio = max(scale, 1.0)
         image = QtGui.QImage(QtCore.QSize(int(widget.width() * ratio), int(widget.height() * ratio)),
