@@ -403,13 +403,14 @@ class Controller(QtCore.QObject):
 
     def open_branch(self, msg: M.Branched):
         """Branch from here: the branched Run (weights, optimizer, generator of the checkpoint)
-        becomes the current run, paused; the original is retired. (Compare mode adds runs from
-        config items only, so the branch is not opened beside the original.)"""
+        opens in a comparison window beside a copy of this run at its current step
+        (msg.original, taken by the paused session); this window keeps its run, paused."""
+        from .compare.window import open_branch_comparison
         self.set_playing(False)
-        if self.restart(f"branched from step {msg.step:,}", run=msg.run):
+        if open_branch_comparison(self.win, msg) is not None:
             self.win.statusBar().showMessage(
-                f"Branched from step {msg.step:,}: the new run continues from that checkpoint "
-                f"(press Play)", 8000)
+                f"Branched from step {msg.step:,}: opened beside the original in a comparison window "
+                f"(press Play there)", 8000)
 
     def request_particles(self, n):
         if self.info is not None and self.info.samplers:

@@ -154,10 +154,13 @@ class Finished:
 class Branched:
     """Branch(step) was done: `run` (an engines.run.Run, owned by the receiver from now on)
     starts from the checkpoint at `step` with its weights, optimizer and generator state
-    (engines.checkpoints.branch), for the window to open as a run of its own."""
+    (engines.checkpoints.branch), for the window to open as a run of its own. `original`: a copy
+    of the branched-from run as it was then (checkpoints.capture + branch, taken on the session's
+    own thread while it is paused), for opening the branch beside it; the session keeps its run."""
     step: int
     run: object
     run_id: int = 0
+    original: object = None
 
 
 @dataclass(frozen=True)

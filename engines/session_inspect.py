@@ -18,7 +18,7 @@ import math
 
 from . import lab
 from . import messages as M
-from .checkpoints import PicturesStopped, branch, pictures_at
+from .checkpoints import PicturesStopped, branch, capture, pictures_at
 from .data import mixture
 from .inspector import InspectorProbe
 from .session_sampling import Cancelled
@@ -134,10 +134,11 @@ class InspectorJobs:
         self._pause()                            # the branch goes on; this run waits
         try:
             new_run = branch(self.run, ckpt)
+            original = branch(self.run, capture(self.run))   # this run now, for the comparison
         except Exception as e:
             self._fail(f"Branching from step {ckpt.step} failed", e, pause=False)
             return
-        self.post(M.Branched(ckpt.step, new_run))
+        self.post(M.Branched(ckpt.step, new_run, original=original))
 
     # ------------------------------------------------------------ sampler lab
     def _lab_should_stop(self) -> bool:

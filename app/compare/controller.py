@@ -50,10 +50,15 @@ class RunState:
     sample_seconds: float | None = None
     log: QualityLog = dataclasses.field(default_factory=QualityLog)
     want_sent: M.Want | None = None
+    prebuilt: object = None       # an engines.run.Run to continue on the first start (a branch)
 
 
 class CompareController(QtCore.QObject):
-    def __init__(self, win, comp: Comparison, playing: bool = False, view: dict | None = None, data=None):
+    def __init__(self, win, comp: Comparison, playing: bool = False, view: dict | None = None, data=None,
+                 runs=None):
+        """`runs`: per run of `comp`, an engines.run.Run (owned from now on) that its session
+        continues instead of building one from the config, or None (e.g. a branch next to the
+        run it came from); Reset and Change build from the config."""
         super().__init__(win)
         self.win, self.comp = win, comp
         self.view = dict(view or {})      # particles, samples: counts per run (a preset's [view])
@@ -66,18 +71,19 @@ class CompareController(QtCore.QObject):
         self.turns = Turns(self.share, quantum=TURN_S)
         self.runs: list[RunState] = []
         self.retired: list[CompareSlot] = []
-        for spec in comp.runs:
-            self._add(spec)
+        prebuilt = list(runs or [])
+        for i, spec in enumerate(comp.runs):
+            self._add(spec, prebuilt[i] if i < len(prebuilt) else None)
 
     # ================================================================ runs
     def threads(self) -> int:
         """torch threads per run: the cores (one kept for the window) split among concurrent trainers."""
         return thread_budgets(max(len(self.runs), 1), reserve=1, slots=self.share.slots)[0]
 
-    def _add(self, spec) -> RunState:
+    def _add(self, spec, prebuilt=None) -> RunState:
         key = self._keys = getattr(self, "_keys", -1) + 1
         column = RunColumn(spec.label, run_color(key))
-        rs = RunState(key, spec, CompareSlot(self.turns, -1), column)
+        rs = RunState(key, spec, CompareSlot(self.turns, -1), column, prebuilt=prebuilt)
         if "particles" in self.view:
             column.particles.n.setValue(int(self.view["particles"]))
         if "samples" in self.view:
@@ -98,8 +104,9 @@ class CompareController(QtCore.QObject):
         if rs.pending_index != rs.index:            # a build under way is replaced: its place goes
             self.turns.remove(rs.pending_index)
         rs.pending_index = rs.slot.index = self.turns.add()
+        run, rs.prebuilt = rs.prebuilt, None        # a prebuilt run is continued once, then rebuilt
         rs.slot.start(cfg, self.data, playing=self.playing, want=want, sampler=cfg.sampler,
-                      sampler_options=cfg.sampler_options, play_seq=self.play_seq)
+                      sampler_options=cfg.sampler_options, play_seq=self.play_seq, run=run)
         rs.column.status.setText("building…")
 
     def change_run(self, rs: RunState, text: str) -> bool:

@@ -27,7 +27,8 @@ DEFAULT_SIZE = (1600, 1000)
 
 
 class CompareWindow(QtWidgets.QMainWindow):
-    def __init__(self, comp: Comparison, autostart: bool = False, view: dict | None = None, data=None, parent=None):
+    def __init__(self, comp: Comparison, autostart: bool = False, view: dict | None = None, data=None, parent=None,
+                 runs=None):
         super().__init__(parent)
         title = comp.title or " vs ".join(comp.labels)
         self.setWindowTitle(f"Compare: {title}")
@@ -76,7 +77,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
         self._build_toolbar(comp)
 
-        self.ctl = CompareController(self, comp, playing=autostart, view=view, data=data)
+        self.ctl = CompareController(self, comp, playing=autostart, view=view, data=data, runs=runs)
         app = QtWidgets.QApplication.instance()
         if app is not None:                  # threads end before the application does
             app.aboutToQuit.connect(self.shutdown)
@@ -326,6 +327,25 @@ def open_preset(main_win, name: str) -> "CompareWindow | None":
     if not p.get("compare"):
         return None
     win = CompareWindow(from_preset(p), autostart=bool(getattr(main_win, "playing", False)), view=p.get("view"))
+    main_win.__dict__.setdefault("_comparisons", []).append(win)
+    win.show()
+    return win
+
+
+def open_branch_comparison(main_win, msg) -> "CompareWindow | None":
+    """Branch from here (issue 11): the run as it was when branched ("original (step N)") next
+    to the branch ("branch from step k"), both continuing their own engines.run.Run, in a
+    comparison window of their own, paused. `msg`: engines.messages.Branched with `original`."""
+    from engines.compare import make
+    from engines.config import ConfigError
+    cfg = msg.run.cfg
+    labels = [f"original (step {msg.original.step:,})", f"branch from step {msg.step:,}"]
+    try:
+        comp = make(cfg, [cfg.family, cfg.family], labels=labels)
+    except ConfigError as e:
+        main_win.show_error("Branch from here", str(e))
+        return None
+    win = CompareWindow(comp, data=msg.run.data, runs=[msg.original, msg.run])
     main_win.__dict__.setdefault("_comparisons", []).append(win)
     win.show()
     return win

@@ -83,13 +83,42 @@ def test_training_fills_the_heat_strip_and_the_timeline(win, wait_until):
     assert tl.pictures.step == tl.steps[1] and tl.pictures.samples.shape[1] == 2
 
 
-def test_branch_opens_a_run_from_the_checkpoint(win, wait_until):
+def test_branch_opens_a_comparison_with_the_original(win, wait_until):
+    """Branch from here opens a CompareWindow: "original (step N)" continuing a copy of the main
+    run at its current step, "branch from step k" continuing the checkpoint's Run; the main
+    window keeps its own run, paused."""
+    import torch
+    from app.compare.window import CompareWindow
     tl = win.panels["timeline"]
-    old = win.info.run_id
+    old_id, main_run = win.info.run_id, win.worker.run_obj
     step = tl.steps[1]
+    ckpt = win.worker.session.probe.ring.nearest(step)
+    kept = win.__dict__.setdefault("_comparisons", [])
+    before = len(kept)
     tl.branchRequested.emit(step)
-    wait_until(lambda: win.info.run_id != old, 120, "the branched run")
-    assert win.worker.run_obj.step == step and not win.playing
+    wait_until(lambda: len(kept) > before, 120, "the branch's comparison window")
+    cw = kept[-1]
+    try:
+        assert isinstance(cw, CompareWindow) and len(cw.ctl.runs) == 2
+        wait_until(lambda: all(rs.info is not None and rs.slot.worker is not None for rs in cw.ctl.runs),
+                   120, "both compared runs ready")
+        original, branched = (rs.slot.worker.run_obj for rs in cw.ctl.runs)
+        n = main_run.step
+        assert n > ckpt.step == step
+        assert [rs.spec.label for rs in cw.ctl.runs] == [f"original (step {n:,})", f"branch from step {step:,}"]
+        assert (original.step, branched.step) == (n, step)     # neither was retrained from scratch
+        assert original is not main_run and branched is not main_run
+        for k, v in ckpt.net.items():                           # the branch holds the checkpoint
+            assert torch.equal(branched.family.state_dict()[k].cpu(), v), k
+        for k, v in main_run.family.state_dict().items():       # the original holds the run now
+            assert torch.equal(original.family.state_dict()[k], v), k
+        # the main window keeps its run, paused
+        assert win.info.run_id == old_id and win.worker.run_obj is main_run and not win.playing
+    finally:
+        cw.shutdown(5.0)
+        cw.close()
+        cw.deleteLater()
+        kept.remove(cw)
 
 
 def test_run_lab_in_the_window(win, wait_until):
