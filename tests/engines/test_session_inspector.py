@@ -95,6 +95,10 @@ def test_branch_hands_over_a_run_with_the_checkpoints_weights_bit_for_bit():
     for k, v in ckpt.net.items():
         assert torch.equal(state[k].cpu(), v), k
     assert ckpt.step < s.run.step                                    # the original is not rewound
+    # and a copy of the original as it is now rides along, for the comparison window
+    assert b.original is not s.run and b.original.step == s.run.step
+    for k, v in s.run.family.state_dict().items():
+        assert torch.equal(b.original.family.state_dict()[k], v), k
     # a session on the branched run goes on from there
     s2 = Session(b.run.cfg, clock=FakeClock(), run=b.run)
     assert s2.build() and s2.run.step == ckpt.step
