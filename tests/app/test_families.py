@@ -171,7 +171,9 @@ def test_noise_level_slider_is_shared_by_field_and_views(win, pump, wait_until):
     lv = win.info.level
     win.views.level.set_value(lv["hi"])
     assert win.field.level.value() == lv["hi"]                      # one level for both panels
-    wait_until(lambda: f"t = {lv['hi']}" in win.views.views["forward"]["title"], 20, "the view at the last step")
+    # the engine's index hi = T - 1 is the papers' t = T (level["display_offset"])
+    wait_until(lambda: f"t = {lv['hi'] + lv['display_offset']} " in win.views.views["forward"]["title"], 20,
+               "the view at the last step")
     win.field.level.set_value(lv["lo"])
     assert win.views.level.value() == lv["lo"]
     assert win.field.no_field and "no field" in win.field.note.text()   # D3PM has no field on the plane
