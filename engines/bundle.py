@@ -50,15 +50,16 @@ class OpenedRun:
     source: str = ""
 
 
-def save_bundle(run, path: str, view_state: dict | None = None) -> str:
-    """Write `run` as a RUN_DIR, or as a zip of one when `path` ends in .zip; returns `path`."""
+def save_bundle(run, path: str, view_state: dict | None = None, losses: tuple | None = None) -> str:
+    """Write `run` as a RUN_DIR, or as a zip of one when `path` ends in .zip; returns `path`.
+    losses: (steps, {term: values}) for losses.csv instead of the run's own lists (see save_run)."""
     if not path.lower().endswith(".zip"):
-        save_run(run, path, view_state)
+        save_run(run, path, view_state, losses)
         return path
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genplayground-save-") as tmp:
-        save_run(run, tmp, view_state)
+        save_run(run, tmp, view_state, losses)
         partial = path + ".partial"
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name in BUNDLE_NAMES:

@@ -136,8 +136,9 @@ def read_losses(run_dir: str) -> tuple[list[int], dict[str, list[float]]]:
     return steps, hist
 
 
-def save_run(run, run_dir: str, view_state: dict | None = None):
-    """Write the RUN_DIR, then its manifest last (a crash mid-save leaves no valid manifest)."""
+def save_run(run, run_dir: str, view_state: dict | None = None, losses: tuple | None = None):
+    """Write the RUN_DIR, then its manifest last (a crash mid-save leaves no valid manifest).
+    losses: (steps (k,), {term: (k,)}) to write instead of the run's own (possibly trimmed) lists."""
     os.makedirs(run_dir, exist_ok=True)
     stale = os.path.join(run_dir, MANIFEST)
     if os.path.exists(stale):
@@ -157,10 +158,11 @@ def save_run(run, run_dir: str, view_state: dict | None = None):
         f.write(dataclasses.replace(run.cfg, options=resolved).to_toml())
     with open(os.path.join(run_dir, LOSSES), "w", newline="") as f:
         w = csv.writer(f)
-        names = list(run.history)
+        steps, history = losses if losses is not None else (run.history_steps, run.history)
+        names = list(history)
         w.writerow(["step"] + names)
-        for i, s in enumerate(run.history_steps):
-            w.writerow([s] + [run.history[n][i] for n in names])
+        for i, s in enumerate(steps):
+            w.writerow([int(round(float(s)))] + [float(history[n][i]) for n in names])
     meta = dict(step=run.step, weights_sha256=_sha256(wpath), scale=run.scale,
                 shift=run.shift.flatten().tolist(), metrics=getattr(run, "last_metrics", {}))
     with open(os.path.join(run_dir, METRICS), "w") as f:

@@ -255,14 +255,30 @@ class Session(SamplingJobs, InspectorJobs):
             self.post(M.Error("Nothing to save yet", "The run is still being built; try again in a moment."))
             return
         try:
+            steps, history = self._whole_run_losses()
             if isinstance(cmd, M.SaveRun):
-                save_bundle(run, cmd.path, cmd.view_state)
+                save_bundle(run, cmd.path, cmd.view_state, losses=(steps, history))
                 self.post(M.Notice(f"Saved the run (step {run.step}) to {cmd.path}"))
             else:
-                rows = write_losses(cmd.path, run.history_steps, run.history)
+                rows = write_losses(cmd.path, steps, history)
                 self.post(M.Notice(f"Saved {rows} loss records to {cmd.path}"))
         except (OSError, ValueError) as e:
             self.post(M.Error("Could not save", f"{cmd.path}: {e}"))
+
+    def _whole_run_losses(self) -> tuple:
+        """(steps (k,), {term: (k,)}) over the whole run: the Run keeps only its last RAW_KEEP
+        records, so when it has been trimmed the session's multi-resolution History is written
+        (exact recent records, block means before them; steps rounded to integers)."""
+        run, hist = self.run, self.history
+        if len(hist) <= len(run.history_steps) or not hist.terms:
+            return run.history_steps, run.history
+        k = run._sent                                       # records not yet in a snapshot (nor in hist)
+        tail = np.asarray(run.history_steps[k:], np.int64)
+        steps = np.concatenate([np.rint(hist.series(hist.terms[0])[0]).astype(np.int64), tail])
+        nan = np.full(len(tail), np.nan)
+        return steps, {t: np.concatenate([hist.series(t)[1],
+                                          np.asarray(run.history[t][k:], np.float64) if t in run.history else nan])
+                       for t in hist.terms}
 
     def _set_train(self, cmd: M.SetTrain):
         run = self.run
