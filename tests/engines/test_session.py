@@ -370,5 +370,5 @@ def test_moving_the_level_reuses_the_reverse_chain_of_an_unchanged_model():
         s.handle(M.Want(views=dict(level=level)))                         # ...of the same model
         run_until(s, lambda: not s.dirty)
     views = [m.views for m in s.drain() if isinstance(m, M.Snapshot) and m.views]
-    assert "t = 9" in views[-1]["forward"]["title"]
+    assert "t = 10" in views[-1]["forward"]["title"]          # index 9 is the papers' t = 10
     assert calls["n"] == n                                         # no new chain for a new t
