@@ -67,7 +67,8 @@ def export_widget(widget: QtWidgets.QWidget, path: str, scale: float = 2.0) -> s
     gen.setTitle(widget.windowTitle() or "panel")
     painter = QtGui.QPainter(gen)
     try:
-        widget.render(painter)
+        # QWidget.render explicitly: a QGraphicsView overrides render() with another signature
+        QtWidgets.QWidget.render(widget, painter, QtCore.QPoint(0, 0))
     finally:
         painter.end()
     return "widget"
