@@ -20,6 +20,7 @@ from .controller import SPEEDS, Controller
 from .controls import DatasetPicker, FamilyPicker, SamplerPicker, TrainSettings
 from .heartbeat import Heartbeat
 from .panels import registry
+from .warning_box import show_warning
 
 log = logging.getLogger(__name__)
 
@@ -511,16 +512,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Status bar + a non-blocking message box; the window and the data stay as they were."""
         self.ctl.errors.append((title, text))
         log.warning("%s: %s", title, text)
-        first = text.splitlines()[0] if text else title
-        self.statusBar().showMessage(f"⚠ {title}: {first}", 15000)
-        if self._msgbox is not None:
-            self._msgbox.close()
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
-                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
-        box.setModal(False)
-        box.setWindowModality(QtCore.Qt.WindowModality.NonModal)
-        box.show()
-        self._msgbox = box
+        self._msgbox = show_warning(self, title, text, self._msgbox)
 
     def _save_screenshot_dialog(self):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", "playground.png", "PNG (*.png)")

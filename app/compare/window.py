@@ -19,6 +19,7 @@ from ..heartbeat import Heartbeat
 from ..shell import lesson_html, peak_rss_mb
 from .controller import CompareController
 from .views import LossOverlay, SharedScrubber, TableView
+from ..warning_box import show_warning
 
 log = logging.getLogger(__name__)
 FRAME_MS = 33
@@ -250,15 +251,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         if hasattr(self, "ctl"):
             self.ctl.errors.append((title, text))
         log.warning("%s: %s", title, text)
-        first = text.splitlines()[0] if text else title
-        self.statusBar().showMessage(f"⚠ {title}: {first}", 15000)
-        if self._msgbox is not None:
-            self._msgbox.close()
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
-                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
-        box.setModal(False)
-        box.show()
-        self._msgbox = box
+        self._msgbox = show_warning(self, title, text, self._msgbox)
 
     def screenshot(self, path: str) -> bool:
         self.table_view.show_table(self.ctl.table(), [r.column.color for r in self.ctl.runs])
