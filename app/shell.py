@@ -63,6 +63,18 @@ class WrapLabel(QtWidgets.QLabel):
             self.setMinimumHeight(h)
 
 
+
+def start_live_loop(window):
+    """The window's event-loop probe (window.heartbeat: lateness) and its frame timer calling
+    window._frame every FRAME_MS; the same for the main and the comparison window."""
+    window.heartbeat = Heartbeat(10, parent=window)
+    window.heartbeat.start()
+    window.frame_timer = QtCore.QTimer(window)
+    window.frame_timer.setInterval(FRAME_MS)
+    window.frame_timer.timeout.connect(window._frame)
+    window.frame_timer.start()
+    window._t_open = time.perf_counter()
+
 def lesson_html(title: str, lesson: str) -> str:
     """A preset's title and lesson as rich text: formulas like <v h^T> are escaped, hard line
     breaks of the TOML text are joined, blank lines start paragraphs."""
@@ -113,13 +125,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_status()
         self._default_state = self.saveState()
 
-        self.heartbeat = Heartbeat(10, parent=self)
-        self.heartbeat.start()
-        self.frame_timer = QtCore.QTimer(self)
-        self.frame_timer.setInterval(FRAME_MS)
-        self.frame_timer.timeout.connect(self._frame)
-        self.frame_timer.start()
-        self._t_open = time.perf_counter()
+        start_live_loop(self)
 
         self.ctl.playing = bool(autostart)
         name = preset or (presets.DEFAULT if presets.DEFAULT in presets.names() else None)

@@ -15,14 +15,12 @@ from engines.compare.align import marginal_kind
 from engines.compare.spec import MAX_RUNS, Comparison
 
 from .. import gcguard
-from ..heartbeat import Heartbeat
-from ..shell import lesson_html, peak_rss_mb
+from ..shell import lesson_html, peak_rss_mb, start_live_loop
 from .controller import CompareController
 from .views import LossOverlay, SharedScrubber, TableView
 from ..warning_box import show_warning
 
 log = logging.getLogger(__name__)
-FRAME_MS = 33
 TABLE_EVERY_S = 0.5
 DEFAULT_SIZE = (1600, 1000)
 
@@ -82,13 +80,7 @@ class CompareWindow(QtWidgets.QMainWindow):
         app = QtWidgets.QApplication.instance()
         if app is not None:                  # threads end before the application does
             app.aboutToQuit.connect(self.shutdown)
-        self.heartbeat = Heartbeat(10, parent=self)
-        self.heartbeat.start()
-        self.frame_timer = QtCore.QTimer(self)
-        self.frame_timer.setInterval(FRAME_MS)
-        self.frame_timer.timeout.connect(self._frame)
-        self.frame_timer.start()
-        self._t_open = time.perf_counter()
+        start_live_loop(self)
         self.show_playing(self.ctl.playing)
 
     # ================================================================ toolbar
