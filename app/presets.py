@@ -23,16 +23,13 @@
 """
 from __future__ import annotations
 
-import glob
 import os
-import tomllib
 
 from engines.config import ConfigError, RunConfig, TrainConfig, build
 from engines.families import train_config
+from engines.presets import preset_names, preset_path, read_preset
 
-from .theme import RESOURCES
 
-PRESET_DIR = os.path.join(RESOURCES, "presets")
 DEFAULT = "moons_ddpm"
 META = ("title", "lesson", "view", "topic", "formula", "panels", "hide", "compare")
 # the course's order (shared/course notes): the lesson browser lists topics in this order
@@ -62,23 +59,16 @@ def _hide_names(name: str, value) -> tuple[str, ...]:
 
 
 def names() -> list[str]:
-    return sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(PRESET_DIR, "*.toml")))
+    return preset_names()
 
 
 def path(name: str) -> str:
-    return name if os.path.isfile(name) else os.path.join(PRESET_DIR, f"{name}.toml")
+    return preset_path(name)
 
 
 def load(name: str) -> dict:
     """dict(name, title, lesson, view, cfg: RunConfig). ConfigError for a missing or bad preset."""
-    p = path(name)
-    if not os.path.isfile(p):
-        raise ConfigError(f"no preset named {name!r}; presets: {', '.join(names()) or '-'}")
-    try:
-        with open(p, "rb") as f:
-            d = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"preset {name}: not valid TOML ({e})") from None
+    p, d = read_preset(name)
     meta = {k: d.pop(k, None) for k in META}
     known = {"dataset", "family", "options", "sampler", "sampler_options", "train"}
     bad = sorted(set(d) - known)

@@ -269,25 +269,11 @@ PRESET_KEYS = ("dataset", "family", "options", "sampler", "sampler_options", "tr
 PRESET_META = ("title", "lesson", "view", "topic", "formula", "panels", "hide", "compare")
 
 
-def preset_path(name: str) -> str:
-    """A comparison preset's file: a path as given, else resources/presets/NAME.toml."""
-    import os
-    from ..resources import resource_path
-    return name if os.path.isfile(name) else str(resource_path("presets", f"{name}.toml"))
-
-
 def load_preset(name: str) -> Comparison:
     """A comparison preset (a lesson preset with a [compare] table) read without the app."""
     import os
-    import tomllib
-    path = preset_path(name)
-    if not os.path.isfile(path):
-        raise ConfigError(f"no preset named {name!r} (looked for {path})")
-    try:
-        with open(path, "rb") as f:
-            d = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"preset {name}: not valid TOML ({e})") from None
+    from ..presets import read_preset
+    path, d = read_preset(name)
     if "compare" not in d:
         raise ConfigError(f"preset {name} has no [compare] table: it is a single-run lesson")
     stem = os.path.splitext(os.path.basename(path))[0]
