@@ -149,8 +149,8 @@ def main(argv=None) -> int:
     if args.soak is not None:
         from .bench_presets import soak
         return soak(args.soak, args.json)
-    from .worker import share_the_gil
-    share_the_gil()
+    from .worker import configure_process
+    configure_process()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6 import QtWidgets

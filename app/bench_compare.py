@@ -26,8 +26,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the results as JSON to this file")
     args, _ = p.parse_known_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from .worker import share_the_gil
-    share_the_gil()
+    from .worker import configure_process
+    configure_process()
     from PySide6 import QtCore, QtWidgets
 
     from engines.compare import make

@@ -30,8 +30,8 @@ def _window():
 
     from . import theme
     from .main_window import MainWindow
-    from .worker import share_the_gil
-    share_the_gil()
+    from .worker import configure_process
+    configure_process()
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
     theme.apply(app)
     win = MainWindow()

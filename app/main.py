@@ -60,10 +60,8 @@ def main(argv=None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    from .worker import share_the_gil
-    share_the_gil()
-    from engines.run import configure_threads
-    configure_threads()         # once per process (a Run never sets it): all cores but one, the GUI keeps one
+    from .worker import configure_process
+    configure_process()         # once per process (a Run never sets it): all cores but one, the GUI keeps one
     from . import presets
     if args.preset and not os.path.isfile(presets.path(args.preset)):
         print(f"error: no preset named {args.preset!r}; presets: {', '.join(presets.names()) or '-'}",

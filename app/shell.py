@@ -19,6 +19,7 @@ from . import gcguard, presets
 from .controller import SPEEDS, Controller
 from .controls import DatasetPicker, FamilyPicker, SamplerPicker, TrainSettings
 from .heartbeat import Heartbeat
+from .live_label import LiveLabel
 from .panels import registry
 from .warning_box import show_warning
 
@@ -325,8 +326,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.speed.setToolTip("Training steps per frame (30 frames/s): from slow motion to full speed")
         self.speed.valueChanged.connect(self._speed_changed)
         tb.addWidget(self.speed)
-        self.speed_label = QtWidgets.QLabel()
-        self.speed_label.setMinimumWidth(110)
+        self.speed_label = LiveLabel("", widest="1 step / 20 frames")
         tb.addWidget(self.speed_label)
         tb.addSeparator()
         tb.addWidget(QtWidgets.QLabel(" stop at "))
@@ -396,8 +396,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _build_status(self):
         sb = self.statusBar()
-        self.step_label = QtWidgets.QLabel("step 0")
-        self.step_label.setMinimumWidth(110)
+        self.step_label = LiveLabel("step 0", widest="step 999,999,999")
         self.progress = QtWidgets.QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)

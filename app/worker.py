@@ -32,6 +32,16 @@ def share_the_gil():
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
+def configure_process(threads: int | None = None) -> int:
+    """What every process that shows a window sets once, before its first run: the GIL switch
+    interval and torch's thread count (all cores but one: the GUI thread keeps a core). The app,
+    and the GUI benchmarks that measure it, call this one function, so that a benchmark measures
+    the configuration a user gets (with torch on every core, paints took 2-3x longer)."""
+    share_the_gil()
+    from engines.run import configure_threads
+    return configure_threads(threads)
+
+
 class Worker:
     def __init__(self, cfg, data=None, **session_kw):
         self.run_id = next(_ids)
