@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from .bench import _pump, _wait, app_round, headless_rate
+from .bench import _pump, _wait, paired_rounds
 
 GOALS = dict(lateness_ms=16.0, fps=24.0, ratio=0.85)
 
@@ -39,7 +39,7 @@ def _window():
     return app, win
 
 
-def all_presets(seconds: float = 4.0, names=None, json_path=None) -> int:
+def all_presets(seconds: float = 3.0, names=None, json_path=None, rounds: int = 2) -> int:
     from . import presets
     from .shell import rss_mb
     app, win = _window()
@@ -56,11 +56,12 @@ def all_presets(seconds: float = 4.0, names=None, json_path=None) -> int:
             if not win.info.trainable:
                 rows.append(dict(preset=name, error="nothing to train"))
                 continue
-            rate, late, fps, share = app_round(app, win, seconds)
-            head, _ = headless_rate(win.ctl.cfg, seconds)
-            rows.append(dict(preset=name, family=win.info.family, app_steps_per_s=round(rate, 1),
-                             headless_steps_per_s=round(head, 1), ratio=round(rate / max(head, 1e-9), 3),
-                             lateness_p99_ms=round(late, 1), fps=round(fps, 1), rss_mb=round(rss_mb()),
+            pr = paired_rounds(app, win, win.ctl.cfg, seconds, rounds)
+            share = {k: float(np.mean([s.get(k, 0.0) for s in pr["shares"]])) for k in pr["shares"][-1]}
+            rows.append(dict(preset=name, family=win.info.family, app_steps_per_s=round(pr["app_rate"], 1),
+                             headless_steps_per_s=round(pr["head_rate"], 1), ratio=round(pr["ratio"], 3),
+                             ratios=[round(r, 3) for r in pr["ratios"]],
+                             lateness_p99_ms=round(pr["late_p99"], 1), fps=round(pr["fps"], 1), rss_mb=round(rss_mb()),
                              worker_share={k: round(v, 3) for k, v in share.items()}))
             _pump(app, 0.2)
     finally:
