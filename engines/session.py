@@ -15,34 +15,30 @@ most its share of the wall time by its measured cost. Cancellation is cooperativ
 Run construction, between training chunks, and in every sampler callback; the caller's
 `pending(kinds)` predicate lets a waiting command interrupt a long sampling job, which is then
 re-run later if still wanted. So Stop is honoured within one chunk or one sampler step.
+
+Here: state, commands, scheduling, training and snapshot jobs. Mixed in: building the Run
+(engines.session_build), losses kept, saving and divergence recovery (engines.session_persist),
+samples and particles (engines.session_sampling), the inspector's jobs (engines.session_inspect).
 """
 from __future__ import annotations
 
-import copy
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
-import numpy as np
-import torch
-
 from . import messages as M
 from .config import ConfigError
 from .history import History, loss_mean_recent
-from .nets import count_parameters
-from .pacing import Budget, Pacer
+from .pacing import Pacer
+from .session_build import RunBuilding, describe_error
 from .session_inspect import InspectorJobs
+from .session_persist import CHECKPOINT, SavingAndRecovery
 from .session_sampling import (MAX_SAMPLE_BYTES, MAX_TRAJECTORY_BYTES, SAMPLE_BATCH_BYTES, Cancelled,  # noqa: F401
                                Interrupted, SamplingJobs)
 
 FRAME_HZ = 30.0                   # the window's frame rate that "steps per frame" refers to
-CHECKPOINT = Budget(share=0.01, min_period=5.0)     # last good weights, for recovery after divergence
-RAW_KEEP = 65536                  # loss records the Run keeps as they were (stop target, hover)
-
-
 
 
 @dataclass
@@ -54,15 +50,7 @@ class Job:
         self.fn()
 
 
-def describe_error(e: BaseException) -> str:
-    """The message a person can act on, with the last frames of the traceback for a bug report."""
-    if isinstance(e, ConfigError):
-        return str(e)
-    tail = "".join(traceback.format_exception(type(e), e, e.__traceback__)[-3:]).strip()
-    return f"{type(e).__name__}: {e}\n\n{tail}"
-
-
-class Session(SamplingJobs, InspectorJobs):
+class Session(RunBuilding, SavingAndRecovery, SamplingJobs, InspectorJobs):
     def __init__(self, cfg, data=None, *, run_id: int = 0, want: M.Want | dict | None = None,
                  playing: bool = False, speed: float | None = None, sampler: str = "",
                  sampler_options: dict | None = None, stop_at: M.StopAt | None = None, play_seq: int = 0,
@@ -120,68 +108,6 @@ class Session(SamplingJobs, InspectorJobs):
     def check(self):
         if self.cancel_event.is_set():
             raise Cancelled()
-
-    # ================================================================ building
-    def build(self) -> bool:
-        """Construct the Run (cancellable); posts RunInfo, or a fatal Error and ends the session."""
-        t0 = self.clock()
-        try:
-            if self.run is None:
-                self.run = self.make_run(self.cfg, data=self.data, cancel=self.check)
-            self.check()
-            self.info = self._run_info(self.run, self.clock() - t0)
-            self.probe = self._make_probe(self.run)
-        except Cancelled:
-            self.finished = True
-            return False
-        except ConfigError as e:
-            self.post(M.Error("Bad setting", str(e), fatal=True))
-            self.finished = True
-            return False
-        except Exception as e:
-            self.post(M.Error("Could not start the run", describe_error(e), fatal=True))
-            self.finished = True
-            return False
-        self.post(self.info)
-        self.views_probe = not self.info.has_views
-        # while playing, the first samples come one period into training, not before the first step
-        self.pacer.last_end.setdefault("samples", self.clock())
-        return True
-
-    def _run_info(self, run, seconds: float) -> M.RunInfo:
-        fam = run.family
-        try:
-            sch = fam.schedule() or {}
-            schedule = {k: (v if k == "x_label" else (np.asarray(v[0], float), np.asarray(v[1], float)))
-                        for k, v in sch.items()}
-        except Exception as e:
-            schedule = {}
-            self.post(M.Notice(f"schedule unavailable: {e}"))
-        idx = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(0))
-        preview = run.data[idx[:64 if run.is_image else 3000]].numpy().copy()
-        self.check()
-        try:    # does this family draw pictures of its own? (the window shows that panel then)
-            has_views = bool(run.views(dict(self.want.views or {"n": 200})))
-        except Exception:
-            has_views = False
-        return M.RunInfo(
-            run_id=self.run_id, family=fam.name, title=fam.title or fam.name, summary=fam.summary,
-            dataset=str(run.cfg.dataset), capabilities=frozenset(fam.capabilities),
-            level=dict(fam.level) if fam.level else None, samplers=tuple(fam.samplers),
-            default_sampler=fam.default_sampler, parameters=count_parameters(fam.net), device=str(run.device),
-            is_image=run.is_image, data_shape=tuple(run.data.shape[1:]), n_data=len(run.data),
-            trainable=fam.trainable, analytic="mixture_data" in fam.context, threads=torch.get_num_threads(),
-            init_seconds=seconds, schedule=schedule, preview=preview,
-            bounds=None if run.is_image else run.bounds(), sampler_levels=self._sampler_levels(),
-            has_views=has_views)
-
-    def _sampler_levels(self):
-        try:
-            name, opts = self.run.family.sampler_options(self.sampler or None, self.sampler_options)
-            lv = self.run.family.sampler_levels(name, opts)
-            return None if lv is None else np.asarray(lv, float)
-        except Exception:
-            return None
 
     # ================================================================ commands
     def handle(self, cmd):
@@ -245,41 +171,6 @@ class Session(SamplingJobs, InspectorJobs):
         else:
             raise TypeError(f"not a session command: {cmd!r}")
 
-    def _save(self, cmd):
-        """File > Save run / Export losses, on this thread between jobs (the weights are not
-        changing while they are read). A Notice when written, an Error naming the file if not."""
-        from .bundle import save_bundle
-        from .export import write_losses
-        run = self.run
-        if run is None:
-            self.post(M.Error("Nothing to save yet", "The run is still being built; try again in a moment."))
-            return
-        try:
-            steps, history = self._whole_run_losses()
-            if isinstance(cmd, M.SaveRun):
-                save_bundle(run, cmd.path, cmd.view_state, losses=(steps, history))
-                self.post(M.Notice(f"Saved the run (step {run.step}) to {cmd.path}"))
-            else:
-                rows = write_losses(cmd.path, steps, history)
-                self.post(M.Notice(f"Saved {rows} loss records to {cmd.path}"))
-        except (OSError, ValueError) as e:
-            self.post(M.Error("Could not save", f"{cmd.path}: {e}"))
-
-    def _whole_run_losses(self) -> tuple:
-        """(steps (k,), {term: (k,)}) over the whole run: the Run keeps only its last RAW_KEEP
-        records, so when it has been trimmed the session's multi-resolution History is written
-        (exact recent records, block means before them; steps rounded to integers)."""
-        run, hist = self.run, self.history
-        if len(hist) <= len(run.history_steps) or not hist.terms:
-            return run.history_steps, run.history
-        k = run._sent                                       # records not yet in a snapshot (nor in hist)
-        tail = np.asarray(run.history_steps[k:], np.int64)
-        steps = np.concatenate([np.rint(hist.series(hist.terms[0])[0]).astype(np.int64), tail])
-        nan = np.full(len(tail), np.nan)
-        return steps, {t: np.concatenate([hist.series(t)[1],
-                                          np.asarray(run.history[t][k:], np.float64) if t in run.history else nan])
-                       for t in hist.terms}
-
     def _set_train(self, cmd: M.SetTrain):
         run = self.run
         if run is None:
@@ -298,34 +189,6 @@ class Session(SamplingJobs, InspectorJobs):
         self.post(M.Notice(f"{cmd.name} set to {cmd.value:g} from step {run.step} on"))
         if run.diverged:
             self._recover()
-
-    # ------------------------------------------------------------ divergence
-    def _checkpoint(self):
-        """Copy the weights and optimizer state of a healthy model (bounded by CHECKPOINT's share)."""
-        run = self.run
-        fam = run.family
-        self._good = (run.step, copy.deepcopy(fam.net.state_dict()),
-                      copy.deepcopy(fam.ema_net.state_dict()) if fam.ema_net is not None else None,
-                      [copy.deepcopy(o.state_dict()) for o in run.optimizers])
-
-    def _recover(self) -> bool:
-        """After a divergence: back to the last good weights, so that a lowered learning rate
-        (the message's advice) and Play continue the run. False when there is nothing to go back to."""
-        run = self.run
-        if not run.diverged or self._good is None:
-            return not run.diverged
-        step, net, ema, opts = self._good
-        fam = run.family
-        fam.net.load_state_dict(net)
-        if ema is not None and fam.ema_net is not None:
-            fam.ema_net.load_state_dict(ema)
-        for o, s in zip(run.optimizers, opts):
-            o.load_state_dict(copy.deepcopy(s))
-        run.diverged = ""
-        self.post(M.Notice(f"weights restored from step {step} (before the divergence); "
-                           f"learning rate {run.lr:g}"))
-        self.dirty = self.force_field = self.force_views = True
-        return True
 
     # ================================================================ scheduling
     def next_job(self, now: float) -> Job | None:
@@ -464,19 +327,6 @@ class Session(SamplingJobs, InspectorJobs):
             self._pause()
         self.post(M.Error(title, describe_error(e)))
 
-    def _keep_history(self, snap):
-        """The whole run's losses in the bounded multi-resolution History; the Run's own raw lists
-        keep only the last RAW_KEEP records once they have been sent (memory flat over hours)."""
-        self.history.append(snap.loss_steps, snap.losses)
-        run = self.run
-        n = len(run.history_steps)
-        if n > 2 * RAW_KEEP and run._sent == n:
-            cut = n - RAW_KEEP
-            del run.history_steps[:cut]
-            for v in run.history.values():
-                del v[:cut]
-            run._sent -= cut
-
     def _snapshot_job(self):
         run, now = self.run, self.clock()
         snap = self._timed("snapshot", lambda: run.snapshot({}))
@@ -538,7 +388,6 @@ class Session(SamplingJobs, InspectorJobs):
             yield run.snapshot(want)
             if done < k or not self.playing or (seconds is not None and self.clock() - start >= seconds):
                 return
-
 
     def work(self) -> bool:
         """Do the next due job; False when nothing was due."""

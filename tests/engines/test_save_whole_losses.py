@@ -4,7 +4,7 @@ import csv
 import numpy as np
 
 from engines import messages as M
-from engines import session as session_mod
+from engines import session_persist
 from engines.config import RunConfig
 from engines.run import Run
 from engines.session import Session
@@ -20,7 +20,7 @@ class FakeClock:
 
 
 def test_saved_losses_cover_the_whole_run_after_trimming(tmp_path, monkeypatch):
-    monkeypatch.setattr(session_mod, "RAW_KEEP", 50)             # trim early: after 100 records
+    monkeypatch.setattr(session_persist, "RAW_KEEP", 50)         # trim early: after 100 records
     cfg = RunConfig(dataset="moons", family="ddpm", options=dict(T=20, hidden=16, depth=2),
                     train=dict(n_data=300, batch=32, seed=0, warmup=0))
     s = Session(cfg, clock=FakeClock(), make_run=Run)

@@ -331,7 +331,7 @@ def test_run_iterate_goes_through_the_session():
 
 
 def test_loss_history_is_bounded_and_the_whole_run_kept(monkeypatch):
-    import engines.session as S
+    import engines.session_persist as S
     monkeypatch.setattr(S, "RAW_KEEP", 20)
     s = session()
     for _ in range(6):
