@@ -31,6 +31,13 @@ MAX_SAMPLES = 100_000
 
 # ====================================================================== out
 @dataclass(frozen=True)
+class Posted:
+    """What every message out of a Session shares: `run_id`, the session that posted it, stamped
+    by Session.post (0 until then). Keyword-only, so each message's own fields keep their places."""
+    run_id: int = dc_field(default=0, kw_only=True)
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """What the window needs to know about a freshly built run (once, before any Snapshot)."""
     run_id: int
@@ -60,7 +67,7 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Posted):
     """Plain values and numpy arrays only: safe to hand to another thread."""
     step: int
     wall_time: float
@@ -74,11 +81,10 @@ class Snapshot:
     metrics: dict = dc_field(default_factory=dict)
     message: str = ""                      # e.g. why the run paused
     diverged: bool = False
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class Trajectory:
+class Trajectory(Posted):
     """A recorded sampling run: F frames of n particles (F capped by bytes, evenly decimated)."""
     frames: np.ndarray                     # (F, n, 2) or (F, n, C, H, W) float32, data coordinates
     i: np.ndarray                          # (F,) sampler step of each frame
@@ -90,13 +96,12 @@ class Trajectory:
     step: int                              # training step of the model that sampled
     sampler: str
     diverged: int = 0                      # particles that ended non-finite (drawn as "diverged")
-    run_id: int = 0
     mode_shares: np.ndarray | None = None  # (K,) share of the final particles per mixture component
     mode_weights: np.ndarray | None = None # (K,) the mixture's weights (analytic datasets only)
 
 
 @dataclass(frozen=True)
-class Progress:
+class Progress(Posted):
     """A long sampling job is under way (job 'samples' or 'particles'); done=True ends it."""
     job: str
     i: int = 0
@@ -106,52 +111,46 @@ class Progress:
     t: float = math.nan
     sigma: float = math.nan
     done: bool = False
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class State:
+class State(Posted):
     """The session paused or resumed itself (divergence, a target reached, an error)."""
     playing: bool
     seq: int                               # the window's Play/Pause count this answers
     step: int
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class Notice:
+class Notice(Posted):
     text: str
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class Error:
+class Error(Posted):
     title: str
     text: str
-    run_id: int = 0
     fatal: bool = False                    # the run could not be built: the session has ended
 
 
 @dataclass(frozen=True)
-class SamplerLevels:
+class SamplerLevels(Posted):
     levels: np.ndarray | None
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class ViewsAvailable:
+class ViewsAvailable(Posted):
     """After the first training steps a family may start drawing views (EBM chains...)."""
     available: bool
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class Finished:
-    run_id: int = 0
+class Finished(Posted):
+    """The session has ended: its thread may be joined."""
 
 
 @dataclass(frozen=True)
-class Branched:
+class Branched(Posted):
     """Branch(step) was done: `run` (an engines.run.Run, owned by the receiver from now on)
     starts from the checkpoint at `step` with its weights, optimizer and generator state
     (engines.checkpoints.branch), for the window to open as a run of its own. `original`: a copy
@@ -159,12 +158,11 @@ class Branched:
     own thread while it is paused), for opening the branch beside it; the session keeps its run."""
     step: int
     run: object
-    run_id: int = 0
     original: object = None
 
 
 @dataclass(frozen=True)
-class LabProgress:
+class LabProgress(Posted):
     """The sampler lab (RunLab) finished one row of `total`."""
     done: int
     total: int
@@ -172,11 +170,10 @@ class LabProgress:
     nfe: int = 0
     x_iid: float = math.nan
     source: str = "model"                  # "model", or "oracle" (the exact score: the ceiling)
-    run_id: int = 0
 
 
 @dataclass(frozen=True)
-class LabResult:
+class LabResult(Posted):
     """The sampler lab's outcome (engines.lab.run_lab on the session's model, plus the exact-score
     oracle of the same dataset when it is analytic). curves: (engines.lab.LabCurve, ...) one per
     (source, sampler), sorted by NFE; rows: (engines.lab.LabRow, ...) as measured."""
@@ -187,7 +184,6 @@ class LabResult:
     dataset: str
     cancelled: bool = False                # stopped early: the rows are those finished
     message: str = ""                      # why there is nothing (or why it stopped)
-    run_id: int = 0
 
 
 def stamped(msg, run_id: int):
