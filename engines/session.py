@@ -39,6 +39,9 @@ from .session_sampling import (MAX_SAMPLE_BYTES, MAX_TRAJECTORY_BYTES, SAMPLE_BA
                                Interrupted, SamplingJobs)
 
 FRAME_HZ = 30.0                   # the window's frame rate that "steps per frame" refers to
+# commands only kept (the latest of each kind) until next_job runs them; the inspector's too
+KEPT_REQUESTS = {M.Particles: "particles_req", M.StopAt: "stop_at", M.Rewind: "rewind_req",
+                 M.Branch: "branch_req", M.RunLab: "lab_req"}
 
 
 @dataclass
@@ -113,7 +116,9 @@ class Session(RunBuilding, SavingAndRecovery, SamplingJobs, InspectorJobs):
     def handle(self, cmd):
         """Apply one command (engines.messages). A bad value posts an Error; nothing is lost."""
         run = self.run
-        if isinstance(cmd, M.Stop):
+        if type(cmd) in KEPT_REQUESTS:
+            setattr(self, KEPT_REQUESTS[type(cmd)], cmd)
+        elif isinstance(cmd, M.Stop):
             self.cancel()
             self.finished = True
         elif isinstance(cmd, M.Play):
@@ -158,16 +163,12 @@ class Session(RunBuilding, SavingAndRecovery, SamplingJobs, InspectorJobs):
             if run is not None:
                 self.post(M.SamplerLevels(self._sampler_levels()))
             self.force_samples = bool(self.want.samples)
-        elif isinstance(cmd, M.Particles):
-            self.particles_req = cmd
         elif isinstance(cmd, M.SamplesNow):
             self.force_samples = True
-        elif isinstance(cmd, M.StopAt):
-            self.stop_at = cmd
         elif isinstance(cmd, (M.SaveRun, M.ExportLosses)):
             self._save(cmd)
-        elif isinstance(cmd, (M.Rewind, M.Branch, M.RunLab, M.StopLab)):
-            self._handle_inspector(cmd)
+        elif isinstance(cmd, M.StopLab):
+            self.lab_req = None           # a running lab sees the waiting StopLab and stops
         else:
             raise TypeError(f"not a session command: {cmd!r}")
 

@@ -36,6 +36,8 @@ class InspectorJobs:
     def _init_inspector(self):
         self.probe: InspectorProbe | None = None
         self._extras_at = -math.inf
+        # the latest Rewind / Branch / RunLab, kept by Session.handle (engines.session.KEPT_REQUESTS)
+        # until next_job runs it; StopLab clears lab_req
         self.rewind_req: M.Rewind | None = None
         self.branch_req: M.Branch | None = None
         self.lab_req: M.RunLab | None = None
@@ -48,19 +50,6 @@ class InspectorJobs:
         except Exception as e:
             self.post(M.Notice(f"checkpoint timeline unavailable: {e}"))
             return None
-
-    def _handle_inspector(self, cmd):
-        """Rewind, Branch, RunLab, StopLab: remembered, done as jobs (engines.session.next_job)."""
-        if isinstance(cmd, M.Rewind):
-            self.rewind_req = cmd
-        elif isinstance(cmd, M.Branch):
-            self.branch_req = cmd
-        elif isinstance(cmd, M.RunLab):
-            self.lab_req = cmd
-        elif isinstance(cmd, M.StopLab):
-            self.lab_req = None           # a running lab sees the waiting StopLab and stops
-        else:
-            raise TypeError(f"not an inspector command: {cmd!r}")
 
     def _after_train(self):
         if self.probe is not None:
