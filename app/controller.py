@@ -8,18 +8,18 @@ with a message. At most one run is building: a newer restart cancels the older b
 cancels everything and waits at most a second in all.
 
 Several sessions under one controller (compare mode, issue 10): all of a run's lifecycle is
-in a `Slot` (its worker, the worker being built, the runs being retired, what the run last
-reported). The single-run window has one slot, `self.slot`; compare mode keeps a list of slots,
-each with its own panels, starts each one with `slot.start(cfg, ...)`, polls each one in
-`poll()`, and sends the shared Play / Step / Reset to every slot (`slot.send(cmd)` goes to the
+in a `Slot` (app/slot.py: its worker, the worker being built, the runs being retired, what the
+run last reported). The single-run window has one slot, `self.slot`; compare mode keeps a list
+of slots, each with its own panels, starts each one with `slot.start(cfg, ...)`, polls each one
+in `poll()`, and sends the shared Play / Step / Reset to every slot (`slot.send(cmd)` goes to the
 running worker and to the one being built, so nothing said during a build is lost).
+
+The messages coming back are routed by the controller's Inbox (app/inbox.py), mixed in here.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
-from dataclasses import replace
 
 import numpy as np
 from PySide6 import QtCore
@@ -31,10 +31,10 @@ from engines.families import train_config
 from engines.run import pick_device
 
 from . import presets
+from .inbox import Inbox
 from .panels import registry
+from .slot import Slot
 from .worker import Worker
-
-log = logging.getLogger(__name__)
 
 SPEEDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, None]   # steps per frame; None = full speed
 CLOSE_WAIT_S = 1.0
@@ -54,72 +54,7 @@ def _image_path(path) -> bool:
     return bool(is_image_path(path))
 
 
-class Slot:
-    """One run's lifecycle: the running worker, at most one being built, retired ones being joined."""
-
-    def __init__(self):
-        self.worker: Worker | None = None
-        self.building: Worker | None = None
-        self.retiring: list[Worker] = []
-        self.info: M.RunInfo | None = None
-        self.step = 0
-        self.steps_per_s = 0.0
-        self.lr = None
-        self.diverged_msg = ""
-
-    def start(self, cfg, data=None, **session_kw) -> Worker:
-        """Build a new run next to the current one; a build already under way is cancelled."""
-        if self.building is not None:
-            self._retire(self.building)
-        self.building = Worker(cfg, data, **session_kw)
-        self.building.start()
-        return self.building
-
-    def send(self, cmd):
-        for w in (self.worker, self.building):
-            if w is not None:
-                w.send(cmd)
-
-    def promote(self):
-        """The new run is ready: it becomes current, the old one is retired."""
-        if self.worker is not None:
-            self._retire(self.worker)
-        self.worker, self.building = self.building, None
-
-    def drop_building(self):
-        if self.building is not None:
-            self._retire(self.building)
-            self.building = None
-
-    def _retire(self, w: Worker):
-        w.stop()
-        self.retiring.append(w)
-
-    def reap(self):
-        """Join the retired workers that have ended (never blocks)."""
-        for w in list(self.retiring):
-            w.drain()
-            if w.join(0):
-                self.retiring.remove(w)
-
-    def workers(self) -> list[Worker]:
-        return [w for w in (self.worker, self.building) if w is not None] + self.retiring
-
-    def close(self, deadline: float) -> bool:
-        """Cancel everything; join until `deadline` (perf_counter). True when all have ended."""
-        for w in (self.worker, self.building):
-            if w is not None:
-                self._retire(w)
-        self.worker = self.building = None
-        for w in self.retiring:
-            w.stop()
-        for w in list(self.retiring):
-            if w.join(deadline - time.perf_counter()):
-                self.retiring.remove(w)
-        return not self.retiring
-
-
-class Controller(QtCore.QObject):
+class Controller(Inbox, QtCore.QObject):
     def __init__(self, win):
         super().__init__(win)
         self.win = win
@@ -434,132 +369,6 @@ class Controller(QtCore.QObject):
         if want != self.want_sent:
             self.want_sent = want
             self.send(want)
-
-    # ================================================================ messages
-    def poll(self):
-        """Called on every frame: join retired runs, hand every new message to its handler."""
-        for s in self.slots:
-            s.reap()
-        slot = self.slot
-        if slot.building is not None:
-            for msg in slot.building.drain():
-                self._guarded(self.dispatch_building, msg)
-        if slot.worker is not None:
-            for msg in slot.worker.drain():
-                self._guarded(self.dispatch, msg)
-
-    def _guarded(self, fn, msg):
-        """One message's handler failing never drops the others: shown once, logged."""
-        try:
-            fn(msg)
-        except Exception as e:
-            self.report(f"handling {type(msg).__name__}", e)
-
-    def report(self, where: str, e: Exception):
-        key = (where, type(e).__name__, str(e))
-        log.exception("%s failed", where)
-        if key not in self._reported:
-            self._reported.add(key)
-            self.win.show_error(f"Drawing failed ({where})", f"{type(e).__name__}: {e}")
-
-    def dispatch_building(self, msg):
-        """Messages of the run being built: its RunInfo makes it current; a failure drops it."""
-        slot = self.slot
-        if isinstance(msg, M.RunInfo):
-            slot.promote()
-            self.cfg = getattr(self, "pending_cfg", self.cfg)
-            self.dispatch(msg)
-            for later in slot.worker.drain():        # anything it said after RunInfo
-                self._guarded(self.dispatch, later)
-        elif isinstance(msg, M.Error) and msg.fatal:
-            slot.drop_building()
-            keep = "the current run goes on" if slot.worker is not None else "no run is active"
-            self.win.show_error(msg.title, f"{msg.text}\n\nThe new run could not start; {keep}.")
-            self.sync_controls_to_run()
-        elif not isinstance(msg, M.Finished):
-            self.dispatch(msg)
-
-    def sync_controls_to_run(self):
-        """After a failed start: the toolbar tells the truth about the run that goes on."""
-        self.win.show_playing(self.playing and self.worker is not None)
-        if self.worker is None:
-            self.playing = False
-
-    def dispatch(self, msg):
-        w, slot = self.win, self.slot
-        if isinstance(msg, M.Snapshot):
-            slot.step, slot.steps_per_s, slot.lr = msg.step, msg.steps_per_s, msg.lr
-            slot.diverged_msg = msg.message if msg.diverged else ""   # the session reported it (Error)
-        elif isinstance(msg, M.RunInfo):
-            self._to_panels(msg)             # the panels first: _ready sets their levels
-            self._ready(msg)
-            return
-        elif isinstance(msg, M.Progress):
-            w.show_progress(msg)
-        elif isinstance(msg, M.Trajectory):
-            w.show_progress(None)
-            w.stats.set_values(nfe=(f"{msg.nfe:,} ({msg.steps} steps)" if msg.nfe else f"- ({msg.steps} steps)"),
-                               sample_time=f"{msg.seconds:.2f} s")
-        elif isinstance(msg, M.State):
-            # the session paused itself (diverged, target reached, an error); ignore a notice
-            # that predates the user's latest Play/Pause
-            if msg.seq >= self.play_seq and msg.playing != self.playing:
-                self.set_playing(msg.playing)
-        elif isinstance(msg, M.Notice):
-            w.statusBar().showMessage(msg.text, 10000)
-        elif isinstance(msg, M.Error):
-            w.show_error(msg.title, msg.text)
-        elif isinstance(msg, M.Branched):
-            self.open_branch(msg)
-            return
-        elif isinstance(msg, M.ViewsAvailable):
-            # the family's pictures exist once training has started (an EBM's chains): bring them to the front
-            if msg.available and slot.info is not None and not slot.info.has_views:
-                slot.info = replace(slot.info, has_views=True)
-                w.docks["views"].raise_()
-        self._to_panels(msg)
-
-    def _to_panels(self, msg):
-        for spec in registry.PANELS:
-            if isinstance(msg, spec.consumes):
-                try:
-                    registry.deliver(self.win.panels[spec.key], msg)
-                except Exception as e:
-                    self.report(f"{spec.key} panel, {type(msg).__name__}", e)
-
-    def _ready(self, info: M.RunInfo):
-        w, slot = self.win, self.slot
-        slot.info, slot.step, slot.diverged_msg = info, 0, ""
-        self._play_time, self._play_since = 0.0, None
-        if self.pending_level is not None and info.level:
-            w.field.level.set_value(self.pending_level)
-            self.pending_level = None
-        if not info.trainable:
-            # nothing to train: pause, and play again when the user moves on to a family that trains
-            self.resume_play = self.resume_play or self.playing
-            self.set_playing(False)
-        elif self.resume_play:
-            self.resume_play = False
-            self.set_playing(True)
-        w.set_trainable(info.trainable)
-        self._note_play(self.playing)
-        # a family with pictures of its own brings its panel to the front of the tab; one
-        # without a noise schedule shows its views panel (which says what it is waiting for)
-        has_schedule = any(k != "x_label" for k in (info.schedule or {}))
-        (w.docks["views"] if info.has_views or not has_schedule else w.docks["schedule"]).raise_()
-        QtCore.QTimer.singleShot(0, self.after_ready)
-        w.statusBar().showMessage(
-            f"{info.title} on {os.path.basename(str(self.dataset))}: {info.n_data:,} examples, "
-            f"{info.parameters:,} parameters, {info.device}" + ("" if self.playing else " — press Play (Space)"),
-            6000)
-
-    def after_ready(self):
-        """Once the panels have the new run: its wants, and a first particle run."""
-        w = self.win
-        self.want_sent = None
-        self.update_want()
-        if w.panel_visible("particles") and self.info is not None and self.info.samplers:
-            w.particles.request()
 
     # ================================================================ numbers
     def _note_play(self, on):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from engines.run import Run
 from engines.session import Session
 
-from ..controller import Slot
+from ..slot import Slot
 from ..worker import Worker
 
 GATED_WAKE_S = 0.015          # a waiting run asks again this often (a poll holds the GIL briefly)

@@ -51,7 +51,7 @@ def wait_for(app, slot, cond, timeout=60.0):
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS from /proc")
 def test_200_lifecycles_leave_no_thread_and_bounded_memory(themed_app):
     from app import gcguard
-    from app.controller import Slot
+    from app.slot import Slot
     gcguard.acquire()        # as the window does: collections on this thread's timer, not at every join
     try:
         _cycles(themed_app, Slot)
