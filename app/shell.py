@@ -1,109 +1,36 @@
 """The main window as a layout shell: controls on the left, the registry's panels as docks,
 toolbar, menus, status bar, and the ~30 Hz frame loop. What happens when a control changes is
 the controller's business (app/controller.py); which panels exist is the registry's
-(app/panels/registry.py); the run itself lives in a session on a worker thread.
+(app/panels/registry.py); the run itself lives in a session on a worker thread. The toolbar and
+menus are the ToolbarAndMenus mixin (app/shell_menus.py); stateless parts shared with the
+comparison window are in app/window_parts.py.
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
 import time
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from engines import messages as M
 from engines.config import ConfigError
 
 from . import gcguard, presets
-from .controller import SPEEDS, Controller
+from .controller import Controller
 from .controls import DatasetPicker, FamilyPicker, SamplerPicker, TrainSettings
-from .heartbeat import Heartbeat
 from .live_label import LiveLabel
 from .panels import registry
+from .shell_menus import ToolbarAndMenus
 from .warning_box import show_warning
+from .window_parts import WrapLabel, fit_on_laptop, lesson_html, peak_rss_mb, rss_mb, start_live_loop
 
 log = logging.getLogger(__name__)
 
-FRAME_MS = 33                      # ~30 Hz drawing
 DEFAULT_SIZE = (1600, 1000)
 
 
-def peak_rss_mb() -> float:
-    try:
-        import resource
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return r / 1024.0 if os.uname().sysname != "Darwin" else r / 2 ** 20
-    except Exception:
-        return float("nan")
-
-
-def rss_mb() -> float:
-    """Current resident memory (Linux /proc; the peak elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-    except (OSError, ValueError, IndexError):
-        return peak_rss_mb()
-
-
-class WrapLabel(QtWidgets.QLabel):
-    """A word-wrapped label that asks for the height its text needs at its actual width (a
-    plain QLabel in a scroll area sizes itself for a guessed width and gets clipped)."""
-
-    def resizeEvent(self, ev):
-        super().resizeEvent(ev)
-        h = self.heightForWidth(self.width())
-        if h > 0 and h != self.minimumHeight():
-            self.setMinimumHeight(h)
-
-    def setText(self, text):
-        super().setText(text)
-        h = self.heightForWidth(self.width()) if self.width() > 50 else -1
-        if h > 0:
-            self.setMinimumHeight(h)
-
-
-
-def start_live_loop(window):
-    """The window's event-loop probe (window.heartbeat: lateness) and its frame timer calling
-    window._frame every FRAME_MS; the same for the main and the comparison window."""
-    window.heartbeat = Heartbeat(10, parent=window)
-    window.heartbeat.start()
-    window.frame_timer = QtCore.QTimer(window)
-    window.frame_timer.setInterval(FRAME_MS)
-    window.frame_timer.timeout.connect(window._frame)
-    window.frame_timer.start()
-    window._t_open = time.perf_counter()
-
-def lesson_html(title: str, lesson: str) -> str:
-    """A preset's title and lesson as rich text: formulas like <v h^T> are escaped, hard line
-    breaks of the TOML text are joined, blank lines start paragraphs."""
-    paras = [" ".join(l.strip() for l in p.splitlines()) for p in lesson.split("\n\n") if p.strip()]
-    body = "<br><br>".join(html.escape(p) for p in paras)
-    return f"<b>{html.escape(title)}</b>" + (f"<br>{body}" if body else "")
-
-
-# a dock never asks for more than this: a panel that needs more scrolls inside its dock, so the
-# window still fits a 1366x768 screen beside the other panels (see fit_on_laptop)
-DOCK_MAX_MIN = QtCore.QSize(420, 260)
-
-
-def fit_on_laptop(panel: QtWidgets.QWidget) -> QtWidgets.QWidget:
-    """The panel itself, or, when its minimum size exceeds DOCK_MAX_MIN, the panel in a scroll
-    area (the dock's minimum is then the cap, and the panel keeps its own size inside)."""
-    need = panel.minimumSizeHint()
-    if need.width() <= DOCK_MAX_MIN.width() and need.height() <= DOCK_MAX_MIN.height():
-        return panel
-    scroll = QtWidgets.QScrollArea()
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
-    scroll.setWidget(panel)
-    scroll.setMinimumSize(min(need.width(), DOCK_MAX_MIN.width()), min(need.height(), DOCK_MAX_MIN.height()))
-    return scroll
-
-
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
     def __init__(self, preset: str | None = None, autostart: bool = False, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Generative-model playground")
@@ -292,108 +219,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.samples.refreshRequested.connect(lambda: self.ctl.send(M.SamplesNow()))
         self.ctl.connect_panels()
 
-    def _build_toolbar(self):
-        tb = self.addToolBar("Training")
-        tb.setObjectName("toolbar")
-        tb.setMovable(False)
-        tb.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        st = self.style()
-        SP = QtWidgets.QStyle.StandardPixmap
-        self.play_action = QtGui.QAction(st.standardIcon(SP.SP_MediaPlay), "Play", self)
-        self.play_action.setCheckable(True)
-        self.play_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_Space))
-        self.play_action.setToolTip("Play / pause training (Space)")
-        self.play_action.triggered.connect(self._user_play)
-        self.step_action = QtGui.QAction(st.standardIcon(SP.SP_MediaSeekForward), "Step", self)
-        self.step_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_N))
-        self.step_action.setToolTip("Train exactly one batch, then pause (N)")
-        self.step_action.triggered.connect(lambda: self.step_once(1))
-        self.reset_action = QtGui.QAction(st.standardIcon(SP.SP_MediaSkipBackward), "Reset", self)
-        self.reset_action.setShortcut(QtGui.QKeySequence(QtCore.Qt.Key.Key_R))
-        self.reset_action.setToolTip("Rewind: a fresh run from the same settings and seed (R)")
-        self.reset_action.triggered.connect(lambda: self.restart("reset"))
-        for a in (self.play_action, self.step_action, self.reset_action):
-            tb.addAction(a)
-        self.compare_action = tb.addAction("Compare with…")      # compare mode (app/compare)
-        self.compare_action.setToolTip("Open the current run side by side with the same run, one thing changed")
-        self.compare_action.triggered.connect(self._compare_with)
-        tb.addSeparator()
-        tb.addWidget(QtWidgets.QLabel(" speed "))
-        self.speed = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
-        self.speed.setRange(0, len(SPEEDS) - 1)
-        self.speed.setValue(len(SPEEDS) - 1)
-        self.speed.setFixedWidth(170)
-        self.speed.setToolTip("Training steps per frame (30 frames/s): from slow motion to full speed")
-        self.speed.valueChanged.connect(self._speed_changed)
-        tb.addWidget(self.speed)
-        self.speed_label = LiveLabel("", widest="1 step / 20 frames")
-        tb.addWidget(self.speed_label)
-        tb.addSeparator()
-        tb.addWidget(QtWidgets.QLabel(" stop at "))
-        self.stop_kind = QtWidgets.QComboBox()
-        self.stop_kind.addItem("never", None)
-        self.stop_kind.addItem("loss ≤", "loss")
-        self.stop_kind.addItem("energy distance ≤ (× iid)", "metric")
-        self.stop_kind.setToolTip("Pause training when the loss (mean of the last 50 steps) or the sample\n"
-                                  "energy distance (in multiples of the iid level) reaches a target")
-        self.stop_value = QtWidgets.QLineEdit("2")
-        self.stop_value.setFixedWidth(60)
-        self.stop_kind.currentIndexChanged.connect(lambda *a: self.ctl.stop_changed())
-        self.stop_value.editingFinished.connect(self.ctl.stop_changed)
-        tb.addWidget(self.stop_kind)
-        tb.addWidget(self.stop_value)
-        self._speed_changed(self.speed.value())
-
-    def _build_menus(self):
-        mb = self.menuBar()
-        fm = mb.addMenu("&File")
-        a = fm.addAction("Open data file…")
-        a.setShortcut(QtGui.QKeySequence.StandardKey.Open)
-        a.setToolTip("2D points (CSV/TSV/NPY/NPZ) or images (PNG/JPEG..., .npy/.npz image arrays, MNIST IDX)")
-        a.triggered.connect(self.datasets.open_dialog)
-        a = self.open_folder_action = fm.addAction("Open image folder…")
-        a.setToolTip("Train on a folder of PNG/JPEG images (all the same size)")
-        a.triggered.connect(self.datasets.open_folder_dialog)
-        a = fm.addAction("Save screenshot…")
-        a.triggered.connect(self._save_screenshot_dialog)
-        fm.addSeparator()
-        a = fm.addAction("Quit")
-        a.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
-        a.triggered.connect(self.close)
-        lm = mb.addMenu("&Lessons")
-        for name in presets.names():
-            try:
-                title = presets.load(name)["title"]
-            except ConfigError as e:
-                title = f"{name} (broken: {e})"
-            act = lm.addAction(title)
-            act.triggered.connect(lambda *_, n=name: self._lesson_chosen(n))
-        self.view_menu = mb.addMenu("&View")
-        self.view_menu.addAction(self.controls_dock.toggleViewAction())
-        for key, d in self.docks.items():
-            self.view_menu.addAction(d.toggleViewAction())
-        self.view_menu.addSeparator()
-        a = self.view_menu.addAction("Restore default layout")
-        a.triggered.connect(self.restore_layout)
-        hm = mb.addMenu("&Help")
-        a = hm.addAction("About")
-        a.triggered.connect(lambda: QtWidgets.QMessageBox.about(
-            self, "About", "Generative-model playground: pick a dataset and a model family, press Play "
-                           "(Space), watch it learn. Hover any setting for its formula."))
-
-    def _compare_with(self):
-        from .compare.window import compare_with_dialog
-        compare_with_dialog(self)
-
-    def _lesson_chosen(self, name):
-        try:
-            from .compare.window import open_preset
-            if open_preset(self, name) is not None:     # a [compare] lesson opens a comparison window
-                return
-            self.apply_preset(name)
-        except (ConfigError, ValueError) as e:
-            self.show_error("Could not open the lesson", str(e))
-
     def _build_status(self):
         sb = self.statusBar()
         self.step_label = LiveLabel("step 0", widest="step 999,999,999")
@@ -403,12 +228,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setFormat("sampling %p%")
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.step_label)
-
-    def restore_layout(self):
-        self.restoreState(self._default_state)
-        for d in self.docks.values():
-            d.setVisible(True)
-        self.docks["stats"].raise_()
 
     # ================================================================ what the controller shows
     def show_lesson(self, title: str, lesson: str):
@@ -438,16 +257,6 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.progress.setValue(min(int(p.i), int(p.total)))
             else:
                 self.progress.setRange(0, 0)   # busy indicator: the length is not known yet
-
-    def _user_play(self, on):
-        self.ctl.resume_play = False
-        self.set_playing(on)
-
-    def _speed_changed(self, i):
-        s = SPEEDS[i]
-        self.speed_label.setText("full speed" if s is None else
-                                 (f"{s:g} steps/frame" if s >= 1 else f"1 step / {1 / s:g} frames"))
-        self.ctl.speed_changed(s)
 
     # ================================================================ panels
     def _dock_visibility(self, key, vis):
@@ -518,11 +327,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ctl.errors.append((title, text))
         log.warning("%s: %s", title, text)
         self._msgbox = show_warning(self, title, text, self._msgbox)
-
-    def _save_screenshot_dialog(self):
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", "playground.png", "PNG (*.png)")
-        if path:
-            self.screenshot(path)
 
     def screenshot(self, path: str) -> bool:
         return self.grab().save(path, "PNG")

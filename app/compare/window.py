@@ -15,7 +15,7 @@ from engines.compare.align import marginal_kind
 from engines.compare.spec import MAX_RUNS, Comparison
 
 from .. import gcguard
-from ..shell import lesson_html, peak_rss_mb, start_live_loop
+from ..window_parts import lesson_html, peak_rss_mb, start_live_loop
 from .controller import CompareController
 from .views import LossOverlay, SharedScrubber, TableView
 from ..warning_box import show_warning
