@@ -19,6 +19,7 @@ from engines.config import ConfigError
 from . import gcguard, presets
 from .controller import Controller
 from .controls import DatasetPicker, FamilyPicker, SamplerPicker, TrainSettings
+from .frame_turns import TakeTurns
 from .live_label import LiveLabel
 from .panels import registry
 from .shell_menus import ToolbarAndMenus
@@ -41,6 +42,7 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
         self.frames = 0
         self._last_stats = 0.0
         self._shown_step = -1
+        self._turns = TakeTurns()          # panels that do not animate redraw one a frame, in turn
         self.fps = 0.0
 
         gcguard.acquire()               # cyclic GC on this (GUI) thread only, while the window lives
@@ -273,14 +275,15 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
         t0 = time.perf_counter()
         self.ctl.poll()
         drew = False
+        turns = []
         for key, panel in self.panels.items():
             if key == "stats" or not self.panel_visible(key):
                 continue
-            try:
-                drew |= panel.draw()
-            except Exception as e:          # one panel's failure never starves the others
-                panel.dirty = False
-                self.ctl.report(f"drawing {key}", e)
+            if not registry.spec(key).every_frame:
+                turns.append(key)
+                continue
+            drew |= self._draw_panel(key)
+        drew |= self._turns.draw(turns, self._draw_panel)     # the other panels: one a frame
         step = self.step
         if step != self._shown_step:          # once per frame, not once per snapshot
             self._shown_step = step
@@ -295,6 +298,15 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
             cut = t0 - 2.0
             while self._frame_times and self._frame_times[0] < cut:
                 self._frame_times.pop(0)
+
+    def _draw_panel(self, key) -> bool:
+        panel = self.panels[key]
+        try:
+            return panel.draw()
+        except Exception as e:              # one panel's failure never starves the others
+            panel.dirty = False
+            self.ctl.report(f"drawing {key}", e)
+            return False
 
     def _update_stats(self):
         ft = self._frame_times

@@ -17,7 +17,7 @@ from engines.families.base import time_display_offset
 
 from .. import theme
 from ..flow_layout import FlowLayout
-from .base import (Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows,
+from .base import (Panel, Points, arrow_segments, centered_message, info_text, plot_widget, scale_arrows, set_range_now,
                    show_image_grid)
 
 BACKGROUNDS = [  # key in the field dict -> label
@@ -235,7 +235,7 @@ class FieldPanel(Panel):
             prev = info.preview
             if prev is not None and len(prev):
                 show_image_grid(self.data_img, prev[:36])
-                self.pi.setRange(xRange=(0, self.data_img.width()), yRange=(0, self.data_img.height()), padding=0.02)
+                set_range_now(self.pi, xRange=(0, self.data_img.width()), yRange=(0, self.data_img.height()), padding=0.02)
             self._title = "Training images"
             self.pi.setTitle(self._title, color=theme.FG, size=theme.title_size())
             self.empty.setVisible(False)
@@ -250,7 +250,7 @@ class FieldPanel(Panel):
             self.data.setData(info.preview)
             b = info.bounds
             if b:
-                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0.04)   # room for the edge arrows
+                set_range_now(self.pi, xRange=b[:2], yRange=b[2:], padding=0.04)   # room for the edge arrows
 
     def want(self):
         if getattr(self.info, "is_image", None):

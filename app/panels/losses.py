@@ -18,7 +18,7 @@ from PySide6 import QtCore, QtWidgets
 from scipy.signal import lfilter
 
 from .. import theme
-from .base import Panel, centered_message, plot_widget
+from .base import Panel, centered_message, plot_widget, set_range_now
 
 
 class Growable:
@@ -435,7 +435,7 @@ class LossesPanel(Panel):
             yr = (lo - pad, hi + pad)
         self._fresh = False
         if (xr, yr) != ((vx0, vx1), (vy0, vy1)):
-            vb.setRange(xRange=xr, yRange=yr, padding=0, disableAutoRange=False)
+            set_range_now(self.pi, xRange=xr, yRange=yr, padding=0, disableAutoRange=False)
 
     def _manual_range(self, *a):
         self.follow = False

@@ -21,7 +21,7 @@ from engines.families.base import time_display_offset
 
 from .. import theme
 from ..flow_layout import FlowLayout
-from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
+from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid, set_range_now
 
 TRAIL_PARTICLES = 300
 TRAIL_FRAMES = 40
@@ -133,7 +133,7 @@ class ParticlesPanel(Panel):
             self.data.setData(info.preview)
             b = info.bounds
             if b:
-                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
+                set_range_now(self.pi, xRange=b[:2], yRange=b[2:], padding=0)
         self.empty.setText("Sampling…" if info.samplers else f"{info.title} has no sampler to animate")
         self.empty.setVisible(True)
 
@@ -228,7 +228,7 @@ class ParticlesPanel(Panel):
         x = np.asarray(x)
         if x.ndim >= 3:       # images (n, C, H, W)
             show_image_grid(self.img, x[:36])
-            self.pi.setRange(xRange=(0, self.img.width()), yRange=(0, self.img.height()), padding=0.02)
+            set_range_now(self.pi, xRange=(0, self.img.width()), yRange=(0, self.img.height()), padding=0.02)
         else:
             self.points.setData(x)
 

@@ -9,7 +9,8 @@ Adding a panel = one file + one row:
      `_draw()` (called on the frame timer when `dirty`).
   2. Add a PanelSpec row to PANELS below: its key, class, where its dock goes (`place`: the
      first row is added to `area`; later rows split beside / below, or tab with, an earlier
-     row's dock), the message types it `consumes`, and whether its `want()` is asked.
+     row's dock), the message types it `consumes`, whether its `want()` is asked, and whether
+     it animates (`every_frame`; the other panels redraw one a frame, in turn).
 The View menu, the docks, the dispatch of messages and the union of wants all loop over PANELS;
 a lesson can show only some panels by key (`visible_keys`).
 """
@@ -43,6 +44,8 @@ class PanelSpec:
     wants: bool = False          # the panel's want() joins the session's Want while it is visible
     size: int = 400              # initial size along its split (pixels)
     front: bool = True           # for tabs: raised at start
+    every_frame: bool = False    # it animates: drawn every frame; the others take turns, one a frame
+                                 # (app/frame_turns.py: a frame's paint stays short)
 
 
 INFO_AND_SNAPSHOTS = (M.RunInfo, M.Snapshot)
@@ -51,7 +54,7 @@ PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("field", FieldPanel, ("area", "right"), INFO_AND_SNAPSHOTS, wants=True, size=580),
     PanelSpec("losses", LossesPanel, ("below", "field"), INFO_AND_SNAPSHOTS, size=400),
     PanelSpec("particles", ParticlesPanel, ("right_of", "field"), INFO_AND_SNAPSHOTS + (M.Trajectory, M.Progress),
-              size=420),
+              size=420, every_frame=True),
     PanelSpec("samples", SamplesPanel, ("right_of", "particles"), INFO_AND_SNAPSHOTS, wants=True, size=420),
     PanelSpec("schedule", SchedulePanel, ("right_of", "losses"), INFO_AND_SNAPSHOTS + (M.SamplerLevels,), size=540),
     PanelSpec("stats", StatsPanel, ("right_of", "schedule"), INFO_AND_SNAPSHOTS, size=270),

@@ -14,7 +14,7 @@ from engines import likelihood, quality
 
 from .. import theme
 from ..flow_layout import FlowLayout
-from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid
+from .base import Panel, Points, centered_message, info_text, plot_widget, show_image_grid, set_range_now
 
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -136,7 +136,7 @@ class SamplesPanel(Panel):
             self.data.setData(info.preview)
             b = info.bounds
             if b:
-                self.pi.setRange(xRange=b[:2], yRange=b[2:], padding=0)
+                set_range_now(self.pi, xRange=b[:2], yRange=b[2:], padding=0)
         self.text.setText("")
         self.empty.setText("Samples appear here a few seconds into training" if info.samplers
                            else "")
@@ -185,4 +185,4 @@ class SamplesPanel(Panel):
             h, vb_h = self.img.height(), max(self.pi.getViewBox().height(), 100.0)
             need = 16.0 * len(lines) + 8
             head = need * h / max(vb_h - need, 40.0)
-            self.pi.setRange(xRange=(0, self.img.width()), yRange=(0, h + head), padding=0.02)
+            set_range_now(self.pi, xRange=(0, self.img.width()), yRange=(0, h + head), padding=0.02)

@@ -42,6 +42,7 @@ class SchedulePanel(Panel):
         self.markers: list[pg.InfiniteLine] = []
         self.x_kind = "t"
         self.mark = None
+        self._pending_time = None      # the particle frame whose t the marker shows next (set_time)
         self.note = QtWidgets.QLabel("")
         self.note.setWordWrap(True)
         self.note.setObjectName("hint")
@@ -107,9 +108,17 @@ class SchedulePanel(Panel):
         self.note.setText("Red line: where the sampler is now (during the particle animation).")
 
     def set_time(self, frame: dict):
-        # the particles panel already emits frames at ~8 Hz, always including the first and last
-        # (a second throttle here dropped the final t = 0 and left the marker on a stale step)
-        self.draws += 1
+        """The particle frame on screen, dict(i, t, sigma): the marker moves on this panel's next
+        turn to draw (app/frame_turns.py), not in the particles' paint pass. The particles panel
+        emits frames at ~8 Hz, always including the first and the last; only the newest pending
+        one is drawn, so the final t = 0 is never dropped."""
+        self._pending_time = frame
+        self.dirty = True
+
+    def _draw(self):
+        frame, self._pending_time = self._pending_time, None
+        if frame is None:
+            return
         v = frame.get("sigma") if self.x_kind == "sigma" else frame.get("t")
         if v is None:
             for m in self.markers:

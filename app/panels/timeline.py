@@ -14,7 +14,7 @@ from engines.checkpoints import CheckpointPictures
 from engines.inspector import InspectorExtras
 
 from .. import theme
-from .base import Panel, arrow_segments, plot_widget, scale_arrows
+from .base import Panel, arrow_segments, plot_widget, scale_arrows, set_range_now
 
 
 class TimelinePanel(Panel):
@@ -77,7 +77,7 @@ class TimelinePanel(Panel):
         self.branch.setEnabled(False)
         if getattr(info, "bounds", None):
             x0, x1, y0, y1 = info.bounds
-            self.plot.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+            set_range_now(self.plot, xRange=(x0, x1), yRange=(y0, y1), padding=0)
 
     def on_message(self, msg):
         if isinstance(msg, InspectorExtras):

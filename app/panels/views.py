@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from .. import theme
-from .base import Panel, Points, arrow_segments, scale_arrows, show_image_grid
+from .base import Panel, Points, arrow_segments, scale_arrows, show_image_grid, set_range_now
 from .field import LevelSlider
 
 KINDS = ("scatter", "polylines", "ellipses", "images", "heatmap", "curves", "arrows")
@@ -166,7 +166,7 @@ def draw_view(plot: pg.PlotItem, v: dict, data_preview=None, bounds=None):
     if v.get("space") == "data" and bounds and kind in SPATIAL:
         # the data's own box, the same as the Field panel's: the picture does not jump about
         # as the view updates, and it lines up with the other panels
-        plot.setRange(xRange=bounds[:2], yRange=bounds[2:], padding=0.02)
+        set_range_now(plot, xRange=bounds[:2], yRange=bounds[2:], padding=0.02)
 
 
 def forget_view(plot: pg.PlotItem):
@@ -262,7 +262,7 @@ def _fill_view(plot: pg.PlotItem, v: dict, items: dict):
     elif kind == "images":
         item = items["image"]
         show_image_grid(item, v["images"], v.get("nrow"))
-        plot.setRange(xRange=(0, item.width()), yRange=(0, item.height()), padding=0.01)
+        set_range_now(plot, xRange=(0, item.width()), yRange=(0, item.height()), padding=0.01)
     elif kind == "heatmap":
         xs, ys = np.asarray(v["xs"], float), np.asarray(v["ys"], float)
         z = np.nan_to_num(np.asarray(v["z"], float))

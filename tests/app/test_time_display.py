@@ -47,4 +47,5 @@ def test_schedule_axis_runs_1_to_T_on_a_discrete_chain(themed_app, run_info):
     xs = [it.xData for p in panel.plots for it in p.listDataItems()]
     assert xs and all(x[0] == 1 and x[-1] == T for x in xs)
     panel.set_time(dict(i=0, t=float(T), sigma=None))        # the particles' frames carry the shown t
+    assert panel.draw()                                      # the marker moves on the panel's turn
     assert all(m.isVisible() and m.value() == T for m in panel.markers)

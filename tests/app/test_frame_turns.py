@@ -1,0 +1,50 @@
+"""Panels that do not animate redraw one a frame, in turn (app/frame_turns.py), so that a frame's
+paint stays short while training; none starves, and a panel with nothing to draw passes its turn."""
+from app.frame_turns import TakeTurns
+
+
+def run_frames(turns, keys, dirty, frames):
+    drawn = []
+    for _ in range(frames):
+        got = []
+
+        def draw_one(k):
+            if dirty.get(k):
+                dirty[k] = False
+                got.append(k)
+                return True
+            return False
+        turns.draw(keys, draw_one)
+        drawn.append(got)
+    return drawn
+
+
+def test_at_most_one_panel_a_frame_and_every_dirty_panel_gets_its_turn():
+    keys = ["field", "losses", "samples", "schedule"]
+    dirty = dict.fromkeys(keys, True)
+    drawn = run_frames(TakeTurns(), keys, dirty, 6)
+    assert all(len(f) <= 1 for f in drawn)
+    assert [f[0] for f in drawn[:4]] == keys and drawn[4:] == [[], []]
+
+
+def test_round_robin_does_not_starve_a_panel_behind_a_busy_one():
+    keys = ["losses", "field", "schedule"]
+    t = TakeTurns()
+    seen = []
+    dirty = dict(schedule=True)
+    for frame in range(9):                       # losses and field have new data every frame
+        dirty.update(losses=True, field=True)
+        seen += run_frames(t, keys, dirty, 1)[0]
+    assert seen.count("schedule") == 1 and abs(seen.count("losses") - seen.count("field")) <= 1
+
+
+def test_a_panel_that_declines_passes_the_turn_in_the_same_frame():
+    keys = ["losses", "field"]
+    t = TakeTurns()
+    calls = []
+
+    def draw_one(k):                             # losses is rate-limited this frame: returns False
+        calls.append(k)
+        return k == "field"
+    assert t.draw(keys, draw_one) and calls == ["losses", "field"] and t.last == "field"
+    assert not TakeTurns().draw([], draw_one)
