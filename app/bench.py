@@ -54,11 +54,12 @@ def headless_rate(cfg, seconds: float) -> tuple[float, float]:
 
 
 def app_round(app, win, seconds: float, settle: float = 1.0):
-    """Steps/s, heartbeat lateness p99 (ms) and frames/s while the window trains for `seconds`,
-    and where the worker's time went; the round's heartbeat samples are in share["late_ms"]."""
+    """Steps/s, heartbeat lateness p99 (ms) and frames/s (the frame loop's passes) while the window
+    trains for `seconds`, and where the worker's time went; the round's heartbeat samples are in
+    share["late_ms"], the frames in which a panel redrew per second in share["drawn_fps"]."""
     win.set_playing(True)
     _pump(app, settle)                            # settle (chunk size, first samples)
-    s0, f0 = win.step, win.frames
+    s0, f0, k0 = win.step, win.frames, win.ticks
     tm0 = dict(win.worker.timing)
     win.heartbeat.reset()
     c0 = time.thread_time()
@@ -66,15 +67,18 @@ def app_round(app, win, seconds: float, settle: float = 1.0):
     _pump(app, seconds)
     dt = time.perf_counter() - t0
     gui_cpu = (time.thread_time() - c0) / dt
-    steps, frames = win.step - s0, win.frames - f0
+    steps, frames, ticks = win.step - s0, win.frames - f0, win.ticks - k0
     late = win.heartbeat.percentile(99)
     tm1 = win.worker.timing
     share = {k: (tm1[k] - tm0.get(k, 0.0)) / dt for k in tm1}
     share["gui_cpu"] = gui_cpu
     share["late_ms"] = list(win.heartbeat.late_ms)
+    share["drawn_fps"] = frames / dt
     win.set_playing(False)
     _pump(app, 0.3)
-    return steps / dt, late, frames / dt, share
+    # the frame rate is the frame loop's cadence: a frame that finds nothing new (the particle
+    # animation holding its last frame for 0.8 s, say) draws nothing and is still on time
+    return steps / dt, late, ticks / dt, share
 
 
 def paired_rounds(app, win, cfg, seconds: float, rounds: int) -> dict:
@@ -93,6 +97,7 @@ def paired_rounds(app, win, cfg, seconds: float, rounds: int) -> dict:
     return dict(app_rate=float(np.median(app_rates)), head_rate=float(np.median(head_rates)),
                 ratio=float(np.median(ratios)), ratios=ratios, app_rates=app_rates, head_rates=head_rates,
                 head_cpu=float(np.median(head_cpus)), fps=float(np.median(fpss)),
+                drawn_fps=float(np.median([s["drawn_fps"] for s in shares])),
                 late_p99=float(np.percentile(late, 99)) if late else 0.0, late_ticks=len(late),
                 shares=shares)
 
@@ -215,7 +220,7 @@ def main(argv=None) -> int:
         app_over_headless_per_cpu_second=round(per_cpu, 3), headless_thread_cpu_share=round(head_cpu, 3),
         rounds_headless=[round(x, 1) for x in pr["head_rates"]],
         ui_lateness_p99_ms=round(pr["late_p99"], 2), heartbeat_ticks=pr["late_ticks"],
-        app_frames_per_s_while_training=round(pr["fps"], 1),
+        app_frames_per_s_while_training=round(pr["fps"], 1), app_drawn_frames_per_s=round(pr["drawn_fps"], 1),
         panel_fps=round(fr["fps"], 1), panel_frame_ms_p50=round(fr["frame_ms_p50"], 2),
         panel_frame_ms_p95=round(fr["frame_ms_p95"], 2),
         panel_load=dict(particles=fr["particles"], arrows=fr["arrows"], loss_points=fr["loss_points"]),
@@ -228,7 +233,8 @@ def main(argv=None) -> int:
         ("app / headless per CPU-second of the training thread", f"{per_cpu:.2f}x", ""),
         (f"event-loop lateness p99 while training ({pr['late_ticks']:,} ticks)", f"{res['ui_lateness_p99_ms']:.1f} ms",
          "<= 16 ms"),
-        ("window frames/s while training", f"{res['app_frames_per_s_while_training']:.0f}", ""),
+        ("window frames/s while training (frame loop; frames that redrew a panel)",
+         f"{res['app_frames_per_s_while_training']:.0f} ({res['app_drawn_frames_per_s']:.0f})", ">= 24"),
         (f"panel frame rate ({fr['particles']:,} particles, {fr['arrows']} arrows, "
          f"{fr['loss_points']:,} loss points)", f"{fr['fps']:.0f} fps", ">= 30 fps"),
         ("panel frame time p50 / p95", f"{fr['frame_ms_p50']:.1f} / {fr['frame_ms_p95']:.1f} ms", ""),

@@ -39,7 +39,8 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
         self._msgbox = None
         self._dock_vis: dict[str, bool] = {}
         self._frame_times: list[float] = []
-        self.frames = 0
+        self.frames = 0                    # frame-loop passes in which a panel redrew
+        self.ticks = 0                     # frame-loop passes (the loop's cadence: 30 a second unless the GUI is late)
         self._last_stats = 0.0
         self._shown_step = -1
         self._turns = TakeTurns()          # panels that do not animate redraw one a frame, in turn
@@ -273,6 +274,7 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
 
     def _frame(self):
         t0 = time.perf_counter()
+        self.ticks += 1
         self.ctl.poll()
         drew = False
         turns = []

@@ -35,7 +35,8 @@ class CompareWindow(QtWidgets.QMainWindow):
         self.resize(*DEFAULT_SIZE)
         self._msgbox = None
         self._frame_times: list[float] = []
-        self.frames = 0
+        self.frames = 0                    # frame-loop passes in which a panel redrew
+        self.ticks = 0                     # frame-loop passes (the loop's cadence: 30 a second unless the GUI is late)
         self._turns = TakeTurns()          # plots that do not animate redraw one a frame, in turn
         self._last_table = 0.0
         self._scrubber = None
@@ -220,6 +221,7 @@ class CompareWindow(QtWidgets.QMainWindow):
     # ================================================================ frame loop
     def _frame(self):
         t0 = time.perf_counter()
+        self.ticks += 1
         self.ctl.poll()
         drew = False
         # every run's particles animate each frame; the fields, samples and the loss overlay

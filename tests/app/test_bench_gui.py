@@ -27,3 +27,16 @@ def test_gui_benchmark_reports_paired_rates_and_pooled_lateness(tmp_path):
     assert r["machine"]["torch_threads"] == max(1, (os.cpu_count() or 2) - 1)
     assert r["panel_fps"] > 0 and r["panel_load"]["particles"] == 20000
     assert "app / headless (median of 2 back-to-back pairs)" in p.stdout
+    # the frame rate is the frame loop's cadence; frames that redrew a panel are reported beside it
+    assert 0 < r["app_drawn_frames_per_s"] <= r["app_frames_per_s_while_training"] + 1
+
+
+def test_soak_reports_memory_and_frame_rates_at_start_and_end(tmp_path):
+    out = tmp_path / "soak.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    p = subprocess.run([sys.executable, "main.py", "bench", "--gui", "--soak", "12", "--json", str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["steps"] > 0 and r["rss_end_mb"] > 0 and len(r["samples"]) >= 2
+    assert r["loop_fps_start"] > 0 and r["loop_fps_end"] > 0 and "rss_growth_mb" in r

@@ -48,3 +48,20 @@ def test_a_panel_that_declines_passes_the_turn_in_the_same_frame():
         return k == "field"
     assert t.draw(keys, draw_one) and calls == ["losses", "field"] and t.last == "field"
     assert not TakeTurns().draw([], draw_one)
+
+
+def test_the_comparison_loss_overlay_redraws_at_most_five_times_a_second_and_loses_nothing(themed_app):
+    import time
+
+    from app.compare.views import LossOverlay
+    overlay = LossOverlay()
+    overlay.set_run("a", "ddpm", (200, 100, 50))
+    overlay.add("a", [1, 2, 3], [1.0, 0.9, 0.8])
+    assert overlay.draw()
+    overlay.add("a", [4, 5], [0.7, 0.6])
+    assert not overlay.draw() and overlay.dirty          # too soon: kept for a later frame
+    overlay._last_draw = time.perf_counter() - 1.0 / LossOverlay.MAX_HZ
+    assert overlay.draw() and not overlay.dirty
+    xs, ys = overlay.curves["a"].getData()
+    assert list(xs) == [1, 2, 3, 4, 5] and list(ys) == [1.0, 0.9, 0.8, 0.7, 0.6]
+    overlay.deleteLater()
