@@ -28,9 +28,11 @@ class Budget:
 # While training. When paused, the same kinds run as soon as they are asked for (the trainer
 # is not waiting for anything), still no faster than min_period.
 BUDGETS = {
-    "snapshot": Budget(share=0.02, min_period=1 / 30),   # losses only: ~30 per second
+    "snapshot": Budget(share=0.02, min_period=1 / 15),   # losses and the step: 15 a second (the loss
+                                                         # plot redraws at 5 Hz; each snapshot costs the
+                                                         # GUI thread, and through the GIL the trainer)
     "field": Budget(share=0.03, min_period=1 / 5),
-    "views": Budget(share=0.03, min_period=1 / 4),
+    "views": Budget(share=0.03, min_period=1 / 2),       # explanatory plots: 2 a second is plenty
     "samples": Budget(share=0.03, min_period=3.0),       # min_period is replaced by the panel's "every"
     "particles": Budget(share=0.04, min_period=0.5),
 }
