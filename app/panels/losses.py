@@ -127,6 +127,8 @@ class Term:
         self.smooth = Growable()
         self.shown_raw = Growable()
         self.shown_smooth = Growable()
+        self.count = Growable()  # steps each record stands for (1, or 2^k once compacted)
+        self.resolution = 1e4    # a compacted record covers at most 1/resolution of its age
         self.peaks_raw = Peaks()
         self.peaks_smooth = Peaks()
         self.zi = None           # EMA filter state
@@ -134,22 +136,50 @@ class Term:
         self.positive = True
 
 
-def compact(t: Term, factor: int = 4):
-    """Memory stays flat over hours: the older half of a term's records becomes block means of
-    `factor` records (steps, raw, smoothed and shown values alike, so they stay aligned); the
-    recent half stays exact. Repeated, older records get coarser and coarser (a multi-resolution
-    history, as engines.history keeps it for the session): the whole run stays drawable."""
+def merge_groups(steps: np.ndarray, w: np.ndarray, resolution: float) -> np.ndarray:
+    """Group index (m,) for records at `steps` standing for `w` steps each: within each run of
+    equal weights, record 2j+1 joins record 2j when the merged record would cover at most
+    1/resolution of its age (newest step - its step). So every record covers 2^k consecutive
+    steps, equal ones merge as in a binary counter, and the spacing grows with age (a log-time
+    history: fine where the run is now, coarse only far back, never a large part of the run)."""
+    m = len(w)
+    new_run = np.r_[True, w[1:] != w[:-1]]
+    starts = np.flatnonzero(new_run)
+    pos = np.arange(m) - starts[np.cumsum(new_run) - 1]       # position within its run
+    age = steps[-1] - steps
+    joins = (pos % 2 == 1) & (2 * w * resolution <= age)
+    return np.cumsum(~joins) - 1
+
+
+def compact(t: Term, shown, keep: float = 0.75):
+    """Memory stays flat over hours: records far back merge (weighted means of steps, raw and
+    smoothed values alike, so they stay aligned) until at most `keep` of the records remain;
+    recent records stay exact. Every record is the mean of the steps it covers, the first one
+    stays at the start of the run, so the whole run stays drawable in place. (The first version
+    averaged the older half in blocks of 4 records whatever they stood for: the first record
+    drifted to the middle of the run, to step 49,121 after 60,000 steps with a 4,096-record cap,
+    and the plot lost its beginning.) `shown` maps values to what is drawn. The resolution only
+    ever halves, so a compaction usually takes one pass."""
     n = len(t.raw)
-    m = (n - n // 2) // factor * factor
+    steps, w = t.steps.v, t.count.v
+    while True:
+        group = merge_groups(steps, w, t.resolution)
+        if group[-1] + 1 <= keep * n or t.resolution <= 1e-3:
+            break
+        t.resolution /= 2
+    W = np.bincount(group, weights=w)
 
     def squash(g: Growable):
-        v = g.v
-        new = np.concatenate([v[:m].reshape(-1, factor).mean(1), v[m:]])
+        new = np.bincount(group, weights=g.v * w) / W
         g.clear()
         g.extend(new)
-    for g in (t.steps, t.raw, t.smooth, t.shown_raw, t.shown_smooth):
-        if len(g) == n:
-            squash(g)
+    for g in (t.steps, t.raw, t.smooth):
+        squash(g)
+    t.count.clear()
+    t.count.extend(W)
+    for g, src in ((t.shown_raw, t.raw), (t.shown_smooth, t.smooth)):
+        g.clear()
+        g.extend(shown(src.v))
     t.peaks_raw.clear()
     t.peaks_smooth.clear()
 
@@ -158,7 +188,6 @@ class LossesPanel(Panel):
     title = "Losses"
     MAX_HZ = 5.0          # a loss curve needs no more; each redraw re-ranges and repaints the axes
     MAX_POINTS = 1 << 19  # records kept per term (x 5 float64 arrays: ~20 MB); older ones are coarsened
-    COARSEN = 4
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -263,6 +292,7 @@ class LossesPanel(Panel):
                 t = self.terms[name] = Term()
             t.steps.extend(st)
             t.raw.extend(vals)
+            t.count.extend(np.ones(len(vals)))
             sm = self._ema(t, vals)
             t.smooth.extend(sm)
             if t.positive and not (vals > 0).all():
@@ -272,7 +302,7 @@ class LossesPanel(Panel):
                 t.shown_raw.extend(self._map(vals))
                 t.shown_smooth.extend(self._map(sm))
             if len(t.raw) > self.MAX_POINTS:
-                compact(t, self.COARSEN)
+                compact(t, self._map)
         self.dirty = True
 
     def on_snapshot(self, snap):

@@ -65,3 +65,32 @@ def test_the_comparison_loss_overlay_redraws_at_most_five_times_a_second_and_los
     xs, ys = overlay.curves["a"].getData()
     assert list(xs) == [1, 2, 3, 4, 5] and list(ys) == [1.0, 0.9, 0.8, 0.7, 0.6]
     overlay.deleteLater()
+
+
+def test_the_loss_plots_history_stays_bounded_and_keeps_the_whole_run(themed_app, monkeypatch):
+    """Hours of training: past MAX_POINTS records per term the older half is coarsened, so memory
+    is flat while the first and the newest steps stay drawable (issue 9, bounded everything)."""
+    import numpy as np
+
+    from app.panels.losses import LossesPanel
+    monkeypatch.setattr(LossesPanel, "MAX_POINTS", 4096)
+    panel = LossesPanel()
+    step, sizes = 0, []
+    for _ in range(200):                                  # 200 snapshots of 300 steps: 60,000 records
+        steps = np.arange(step + 1, step + 301, dtype=float)
+        step += 300
+        panel.append(steps, dict(loss=1.0 / np.sqrt(steps), kl=0.1 + 0 * steps))
+        sizes.append(max(len(t.raw) for t in panel.terms.values()))
+    assert max(sizes) <= LossesPanel.MAX_POINTS + 300
+    for t in panel.terms.values():
+        assert len(t.steps) == len(t.raw) == len(t.smooth)
+        assert t.steps.v[0] <= 0.01 * step and t.steps.v[-1] == step   # the start (a mean of the first steps) and the newest
+        assert t.count.v.sum() == step                          # every step is in exactly one record
+        assert t.count.v.max() <= 0.05 * step                   # no record stands for a large part of the run
+        assert np.all(np.diff(t.steps.v) > 0)
+        assert len(t.raw.a) <= 4 * LossesPanel.MAX_POINTS    # the backing arrays are bounded too
+    # the newest half is exact: the last records are the values appended
+    loss = panel.terms["loss"]
+    np.testing.assert_allclose(loss.raw.v[-300:], 1.0 / np.sqrt(np.arange(step - 299, step + 1)))
+    assert panel.draw()
+    panel.deleteLater()
