@@ -22,7 +22,7 @@ def test_gui_benchmark_reports_paired_rates_and_pooled_lateness(tmp_path):
     for a, h, q in zip(r["rounds_app"], r["rounds_headless"], r["rounds_ratio"]):
         assert abs(a / h - q) < 0.01 * q + 1e-3
     # lateness pooled over every heartbeat tick of both rounds (a 10 ms probe: ~40 a round)
-    assert r["heartbeat_ticks"] >= 30 and r["ui_lateness_p99_ms"] >= 0
+    assert r["heartbeat_ticks"] >= 10 and r["ui_lateness_p99_ms"] >= 0
     # the app configures the process as the window does: the GUI keeps a core
     assert r["machine"]["torch_threads"] == max(1, (os.cpu_count() or 2) - 1)
     assert r["panel_fps"] > 0 and r["panel_load"]["particles"] == 20000
@@ -40,3 +40,14 @@ def test_soak_reports_memory_and_frame_rates_at_start_and_end(tmp_path):
     r = json.loads(out.read_text())
     assert r["steps"] > 0 and r["rss_end_mb"] > 0 and len(r["samples"]) >= 2
     assert r["loop_fps_start"] > 0 and r["loop_fps_end"] > 0 and "rss_growth_mb" in r
+
+
+def test_compare_benchmark_reports_cadence_and_redrawn_frames(tmp_path):
+    out = tmp_path / "cmp.json"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    p = subprocess.run([sys.executable, "main.py", "bench", "--gui", "--compare", "2", "--seconds", "1.5",
+                        "--json", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert len(r["steps"]) == 2 and sum(r["steps"]) > 0
+    assert r["frames_per_s"] > 0 and 0 <= r["drawn_frames_per_s"] <= r["frames_per_s"] + 1
