@@ -25,7 +25,8 @@ from .loss_history import Peaks, Term, compact, decimate
 class LossesPanel(Panel):
     title = "Losses"
     MAX_HZ = 5.0          # a loss curve needs no more; each redraw re-ranges and repaints the axes
-    MAX_POINTS = 1 << 19  # records kept per term (x 5 float64 arrays: ~20 MB); older ones are coarsened
+    MAX_POINTS = 1 << 17  # records kept per term (6 float64 arrays, <= 2x capacity: <= 12 MB a term); far-back
+                          # records merge (loss_history.compact): a 1,000-pixel plot needs ~2,000 points
 
     def __init__(self, parent=None):
         super().__init__(parent)
