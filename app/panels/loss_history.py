@@ -140,32 +140,33 @@ def merge_groups(steps: np.ndarray, w: np.ndarray, resolution: float) -> np.ndar
     return np.cumsum(~joins) - 1
 
 
-def compact(t: Term, shown, keep: float = 0.75):
+def compact(t: Term, shown, target: int):
     """Memory stays flat over hours: records far back merge (weighted means of steps, raw and
-    smoothed values alike, so they stay aligned) until at most `keep` of the records remain;
-    recent records stay exact. Every record is the mean of the steps it covers, the first one
-    stays at the start of the run, so the whole run stays drawable in place. (The first version
+    smoothed values alike, so they stay aligned) until at most `target` records remain; recent
+    records stay exact. Every record is the mean of the steps it covers and the first one stays
+    at the start of the run, so the whole run stays drawable in place. (The first version
     averaged the older half in blocks of 4 records whatever they stood for: the first record
     drifted to the middle of the run, to step 49,121 after 60,000 steps with a 4,096-record cap,
-    and the plot lost its beginning.) `shown` maps values to what is drawn. The resolution only
-    ever halves, so a compaction usually takes one pass."""
-    n = len(t.raw)
-    steps, w = t.steps.v, t.count.v
-    while True:
+    and the plot lost its beginning.) A pass merges pairs at most, so a huge history takes a few
+    passes; the resolution halves when a pass would not make enough room, and never grows back,
+    so in a long run a compaction is usually one pass. `shown` maps values to what is drawn."""
+    while len(t.raw) > target:
+        n = len(t.raw)
+        steps, w = t.steps.v, t.count.v
         group = merge_groups(steps, w, t.resolution)
-        if group[-1] + 1 <= keep * n or t.resolution <= 1e-3:
-            break
-        t.resolution /= 2
-    W = np.bincount(group, weights=w)
-
-    def squash(g: Growable):
-        new = np.bincount(group, weights=g.v * w) / W
-        g.clear()
-        g.extend(new)
-    for g in (t.steps, t.raw, t.smooth):
-        squash(g)
-    t.count.clear()
-    t.count.extend(W)
+        m = int(group[-1]) + 1
+        if n - m < 0.1 * (n - target) and t.resolution > 1e-9:
+            t.resolution /= 2                   # not enough room at this resolution: coarser
+            continue
+        if m == n:
+            break                               # nothing left to merge (tiny histories)
+        W = np.bincount(group, weights=w)
+        for g in (t.steps, t.raw, t.smooth):
+            new = np.bincount(group, weights=g.v * w) / W
+            g.clear()
+            g.extend(new)
+        t.count.clear()
+        t.count.extend(W)
     for g, src in ((t.shown_raw, t.raw), (t.shown_smooth, t.smooth)):
         g.clear()
         g.extend(shown(src.v))

@@ -141,7 +141,7 @@ class LossesPanel(Panel):
                 t.shown_raw.extend(self._map(vals))
                 t.shown_smooth.extend(self._map(sm))
             if len(t.raw) > self.MAX_POINTS:
-                compact(t, self._map)
+                compact(t, self._map, target=int(0.75 * self.MAX_POINTS))   # one pass, even for a huge append
         self.dirty = True
 
     def on_snapshot(self, snap):

@@ -94,3 +94,19 @@ def test_the_loss_plots_history_stays_bounded_and_keeps_the_whole_run(themed_app
     np.testing.assert_allclose(loss.raw.v[-300:], 1.0 / np.sqrt(np.arange(step - 299, step + 1)))
     assert panel.draw()
     panel.deleteLater()
+
+
+def test_a_huge_history_at_once_is_compacted_below_the_cap_in_one_append(themed_app):
+    """Opening a long run hands the panel its whole history at once: one append brings it under
+    the cap (merging takes several pairwise passes), and every step is still counted once."""
+    import numpy as np
+
+    from app.panels.losses import LossesPanel
+    panel = LossesPanel()
+    n = 4 * LossesPanel.MAX_POINTS
+    steps = np.arange(1, n + 1, dtype=float)
+    panel.append(steps, dict(loss=1.0 + 0.5 * np.cos(steps / 1e4)))
+    t = panel.terms["loss"]
+    assert len(t.raw) <= LossesPanel.MAX_POINTS and t.count.v.sum() == n
+    assert t.steps.v[0] < 0.001 * n and t.steps.v[-1] == n and t.raw.v[-1] == 1.0 + 0.5 * np.cos(n / 1e4)
+    panel.deleteLater()
