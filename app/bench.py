@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,10 +54,18 @@ def headless_rate(cfg, seconds: float) -> tuple[float, float]:
     return n / dt, (time.thread_time() - c0) / dt
 
 
-def app_round(app, win, seconds: float, settle: float = 1.0):
-    """Steps/s, heartbeat lateness p99 (ms) and frames/s (the frame loop's passes) while the window
-    trains for `seconds`, and where the worker's time went; the round's heartbeat samples are in
-    share["late_ms"], the frames in which a panel redrew per second in share["drawn_fps"]."""
+@dataclass
+class Round:
+    """One measured round of the window training."""
+    steps_per_s: float
+    fps: float                   # the frame loop's passes per second (its cadence)
+    drawn_fps: float             # passes in which a panel redrew (fewer when nothing changed)
+    late_ms: list                # every heartbeat tick's lateness
+    shares: dict                 # worker seconds per job kind / s, "cpu"; and "gui_cpu"
+
+
+def app_round(app, win, seconds: float, settle: float = 1.0) -> Round:
+    """What the window does while it trains for `seconds` (after `settle` seconds)."""
     win.set_playing(True)
     _pump(app, settle)                            # settle (chunk size, first samples)
     s0, f0, k0 = win.step, win.frames, win.ticks
@@ -67,18 +76,14 @@ def app_round(app, win, seconds: float, settle: float = 1.0):
     _pump(app, seconds)
     dt = time.perf_counter() - t0
     gui_cpu = (time.thread_time() - c0) / dt
-    steps, frames, ticks = win.step - s0, win.frames - f0, win.ticks - k0
-    late = win.heartbeat.percentile(99)
     tm1 = win.worker.timing
-    share = {k: (tm1[k] - tm0.get(k, 0.0)) / dt for k in tm1}
-    share["gui_cpu"] = gui_cpu
-    share["late_ms"] = list(win.heartbeat.late_ms)
-    share["drawn_fps"] = frames / dt
+    shares = {k: (tm1[k] - tm0.get(k, 0.0)) / dt for k in tm1}
+    shares["gui_cpu"] = gui_cpu
+    r = Round(steps_per_s=(win.step - s0) / dt, fps=(win.ticks - k0) / dt, drawn_fps=(win.frames - f0) / dt,
+              late_ms=list(win.heartbeat.late_ms), shares=shares)
     win.set_playing(False)
     _pump(app, 0.3)
-    # the frame rate is the frame loop's cadence: a frame that finds nothing new (the particle
-    # animation holding its last frame for 0.8 s, say) draws nothing and is still on time
-    return steps / dt, late, ticks / dt, share
+    return r
 
 
 def paired_rounds(app, win, cfg, seconds: float, rounds: int) -> dict:
@@ -86,20 +91,23 @@ def paired_rounds(app, win, cfg, seconds: float, rounds: int) -> dict:
     same torch thread count), back to back, so that what the machine's neighbours do hits both
     alike: on a shared 2-core VM, headless steps/s alone varied by +-15% between 2-second windows.
     The ratio is the median of the per-pair ratios; lateness p99 is over every heartbeat tick of
-    every round pooled (not the worst round's p99, which grows with the number of rounds)."""
-    app_rates, head_rates, head_cpus, ratios, fpss, shares, late = [], [], [], [], [], [], []
+    every round pooled (not the worst round's p99, which grows with the number of rounds). The
+    frame rate is the frame loop's cadence: a frame that finds nothing new (the particle
+    animation holding its last frame for 0.8 s, say) draws nothing and is still on time."""
+    app_rounds, head_rates, head_cpus = [], [], []
     for _ in range(rounds):
-        a, _p99, fps, share = app_round(app, win, seconds)
-        late.extend(share.pop("late_ms"))
+        app_rounds.append(app_round(app, win, seconds))
         h, hc = headless_rate(cfg, seconds)
-        app_rates.append(a), head_rates.append(h), head_cpus.append(hc), fpss.append(fps), shares.append(share)
-        ratios.append(a / max(h, 1e-9))
+        head_rates.append(h), head_cpus.append(hc)
+    app_rates = [r.steps_per_s for r in app_rounds]
+    ratios = [a / max(h, 1e-9) for a, h in zip(app_rates, head_rates)]
+    late = [x for r in app_rounds for x in r.late_ms]
     return dict(app_rate=float(np.median(app_rates)), head_rate=float(np.median(head_rates)),
                 ratio=float(np.median(ratios)), ratios=ratios, app_rates=app_rates, head_rates=head_rates,
-                head_cpu=float(np.median(head_cpus)), fps=float(np.median(fpss)),
-                drawn_fps=float(np.median([s["drawn_fps"] for s in shares])),
+                head_cpu=float(np.median(head_cpus)), fps=float(np.median([r.fps for r in app_rounds])),
+                drawn_fps=float(np.median([r.drawn_fps for r in app_rounds])),
                 late_p99=float(np.percentile(late, 99)) if late else 0.0, late_ticks=len(late),
-                shares=shares)
+                shares=[r.shares for r in app_rounds])
 
 
 def frame_rate(app, win, seconds: float = 4.0, particles: int = 20000, res: int = 32, history: int = 1_000_000):

@@ -74,7 +74,7 @@ def all_presets(seconds: float = 3.0, names=None, json_path=None, rounds: int = 
         if "error" in r:
             print(f"{r['preset']:28s} - {r['error']}")
             continue
-        sh = ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["worker_share"].items() if k not in ("cpu", "gui_cpu", "drawn_fps") and v >= 0.005)
+        sh = ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["worker_share"].items() if k not in ("cpu", "gui_cpu") and v >= 0.005)
         print(f"{r['preset']:28s} {r['app_steps_per_s']:8.1f} {r['headless_steps_per_s']:10.1f} {r['ratio']:6.2f} "
               f"{r['lateness_p99_ms']:7.1f} {r['fps']:5.0f} {r['drawn_fps']:5.0f}  {sh}")
     print(f"(machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")

@@ -12,6 +12,16 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 
+def draw_guarded(panel, on_error: Callable[[Exception], None]) -> bool:
+    """panel.draw(); a failure is reported once (on_error) and never starves the other panels."""
+    try:
+        return panel.draw()
+    except Exception as e:
+        panel.dirty = False
+        on_error(e)
+        return False
+
+
 class TakeTurns:
     """Round-robin over the turn-taking panels: each frame, the first one after the panel that
     drew last whose draw() actually draws (a panel with nothing new, or held back by its own

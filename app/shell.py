@@ -19,7 +19,7 @@ from engines.config import ConfigError
 from . import gcguard, presets
 from .controller import Controller
 from .controls import DatasetPicker, FamilyPicker, SamplerPicker, TrainSettings
-from .frame_turns import TakeTurns
+from .frame_turns import TakeTurns, draw_guarded
 from .live_label import LiveLabel
 from .panels import registry
 from .shell_menus import ToolbarAndMenus
@@ -281,7 +281,7 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
         for key, panel in self.panels.items():
             if key == "stats" or not self.panel_visible(key):
                 continue
-            if not registry.spec(key).every_frame:
+            if key not in registry.EVERY_FRAME:
                 turns.append(key)
                 continue
             drew |= self._draw_panel(key)
@@ -302,13 +302,7 @@ class MainWindow(ToolbarAndMenus, QtWidgets.QMainWindow):
                 self._frame_times.pop(0)
 
     def _draw_panel(self, key) -> bool:
-        panel = self.panels[key]
-        try:
-            return panel.draw()
-        except Exception as e:              # one panel's failure never starves the others
-            panel.dirty = False
-            self.ctl.report(f"drawing {key}", e)
-            return False
+        return draw_guarded(self.panels[key], lambda e: self.ctl.report(f"drawing {key}", e))
 
     def _update_stats(self):
         ft = self._frame_times

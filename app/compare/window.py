@@ -15,7 +15,7 @@ from engines.compare.align import marginal_kind
 from engines.compare.spec import MAX_RUNS, Comparison
 
 from .. import gcguard
-from ..frame_turns import TakeTurns
+from ..frame_turns import TakeTurns, draw_guarded
 from ..window_parts import lesson_html, peak_rss_mb, start_live_loop
 from .controller import CompareController
 from .views import LossOverlay, SharedScrubber, TableView
@@ -249,12 +249,7 @@ class CompareWindow(QtWidgets.QMainWindow):
                 self._frame_times.pop(0)
 
     def _draw_guarded(self, label: str, panel) -> bool:
-        try:
-            return panel.draw()
-        except Exception as e:              # one panel's failure never starves the others
-            panel.dirty = False
-            self.ctl.errors.append((f"drawing {label}", str(e)))
-            return False
+        return draw_guarded(panel, lambda e: self.ctl.errors.append((f"drawing {label}", str(e))))
 
     # ================================================================ window surface (main.py, tests)
     def show_error(self, title: str, text: str):

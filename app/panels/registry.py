@@ -66,6 +66,9 @@ PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("lab", LabPanel, ("tab", "schedule"), (M.RunInfo, M.LabProgress, M.LabResult), front=False),
 )
 
+# the panels that animate: drawn every frame (the window's frame loop; the others take turns)
+EVERY_FRAME = frozenset(p.key for p in PANELS if p.every_frame)
+
 
 def keys() -> list[str]:
     return [p.key for p in PANELS]
